@@ -1,0 +1,23 @@
+"""lintorch: linear classification and gradient descent in PyTorch, gradients written by hand."""
+
+from .gradcheck import grad_check, numerical_gradient, relative_error
+from .losses import (
+    CrossEntropyLoss,
+    MSELoss,
+    SVMLoss,
+    cross_entropy,
+    l1_penalty,
+    l2_penalty,
+    mse_loss,
+    softmax,
+    svm_loss,
+)
+from .models import LinearClassifier, SigmoidMLP, append_ones
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CrossEntropyLoss", "LinearClassifier", "MSELoss", "SVMLoss", "SigmoidMLP", "append_ones",
+    "cross_entropy", "grad_check", "l1_penalty", "l2_penalty", "mse_loss", "numerical_gradient",
+    "relative_error", "softmax", "svm_loss",
+]

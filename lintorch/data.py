@@ -1,0 +1,442 @@
+"""Image classification data sets as whole tensors, and their preparation for training.
+
+CIFAR-10, Fashion-MNIST and MNIST are small enough to live in memory (and on the GPU) as one
+tensor each, so they are read straight from their distribution formats into uint8 tensors --
+no DataLoader, no PIL -- and a training step is just indexing into a tensor.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import pickle
+import tarfile
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+DATASETS = ("cifar10", "fashion-mnist", "mnist")
+PREPROCESS = ("none", "center", "standardize")
+
+CIFAR10_CLASSES = [
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+]  # fmt: skip
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]  # fmt: skip
+MNIST_CLASSES = [str(digit) for digit in range(10)]
+
+_TITLES = {"cifar10": "CIFAR-10", "fashion-mnist": "Fashion-MNIST", "mnist": "MNIST"}
+_POINT_ELSEWHERE = "Point --data-root or LINTORCH_DATA at a folder that holds it."
+
+
+class DataError(Exception):
+    """A data problem the user can fix; str(e) is one line, shown without a traceback."""
+
+
+class DataNotFoundError(DataError):
+    """The data set is neither on disk nor downloadable."""
+
+
+class DataCorruptError(DataError):
+    """A data file is there but cannot be what it claims to be (truncated, wrong format)."""
+
+
+@dataclass
+class RawData:
+    """A data set as stored: uint8 images (N, channels, H, W) and int64 labels, on the CPU."""
+
+    name: str
+    classes: list[str]
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+
+
+def resolve_root(root: str | os.PathLike | None = None) -> Path:
+    """The data folder: `root` if given, else $LINTORCH_DATA, else ./data."""
+    if root is None:
+        root = os.environ.get("LINTORCH_DATA") or "data"
+    return Path(root).expanduser().absolute()
+
+
+def load_dataset(
+    name: str, root: str | os.PathLike | None = None, download: bool = True
+) -> RawData:
+    """Load data set `name` (one of DATASETS) from `root`, downloading it there if missing."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    root = resolve_root(root)
+    if name == "cifar10":
+        return _load_cifar10(root, download)
+    return _load_idx_dataset(name, root, download)
+
+
+def find_dataset(root: str | os.PathLike | None = None) -> str | None:
+    """The first of cifar10, fashion-mnist that is on disk under `root` (never downloads)."""
+    root = resolve_root(root)
+    if _cifar10_complete(root / _CIFAR_DIR) or (root / _CIFAR_TAR).is_file():
+        return "cifar10"
+    if _find_idx_files("fashion-mnist", root) is not None:
+        return "fashion-mnist"
+    return None
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
+
+
+def _download(name: str, root: Path, download: bool, expected: str) -> None:
+    """Let torchvision fetch the data set into `root`, or say clearly why there is none."""
+    missing = f"{_TITLES[name]} not found under {root} (expected {expected})"
+    if not download:
+        raise DataNotFoundError(
+            f"{missing}; downloading is off (--no-download). {_POINT_ELSEWHERE}"
+        )
+    try:
+        import torchvision.datasets as tvd
+
+        dataset = {"cifar10": tvd.CIFAR10, "fashion-mnist": tvd.FashionMNIST, "mnist": tvd.MNIST}
+        dataset[name](str(root), train=True, download=True)
+    except Exception as e:  # no network shows up as any of a dozen exception types
+        raise DataNotFoundError(
+            f"{missing}; download failed (offline? --no-download skips trying): {_one_line(e)}. "
+            f"{_POINT_ELSEWHERE}"
+        ) from e
+
+
+# ---------------------------------------------------------------------------------------------
+# CIFAR-10, python version: pickled dicts {data: uint8 (N, 3072) in CHW order, labels: [int]}
+
+_CIFAR_DIR = "cifar-10-batches-py"
+_CIFAR_TAR = "cifar-10-python.tar.gz"
+_CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
+_CIFAR_TEST = "test_batch"
+_CIFAR_META = "batches.meta"
+# A data file can come from anywhere and unpickling runs whatever it names: allow only what
+# rebuilds numpy arrays (as pickled by Python 2, numpy 1 and numpy 2).
+_CIFAR_GLOBALS = {
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+}  # fmt: skip
+# Python >= 3.12 warns unless told how to filter; older Pythons rely on the checks below.
+_TAR_FILTER = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _cifar10_complete(folder: Path) -> bool:
+    return all((folder / file).is_file() for file in [*_CIFAR_TRAIN, _CIFAR_TEST])
+
+
+def _load_cifar10(root: Path, download: bool) -> RawData:
+    folder = root / _CIFAR_DIR
+    if not _cifar10_complete(folder) and (root / _CIFAR_TAR).is_file():
+        _extract_cifar10(root / _CIFAR_TAR, root)
+    if not _cifar10_complete(folder):
+        expected = f"{folder}/ with data_batch_1..5 and test_batch, or {root / _CIFAR_TAR}"
+        _download("cifar10", root, download, expected)
+        if not _cifar10_complete(folder):
+            raise DataNotFoundError(f"CIFAR-10 download left no {expected}. {_POINT_ELSEWHERE}")
+
+    train = [_read_cifar_batch(folder / file) for file in _CIFAR_TRAIN]
+    test_images, test_labels = _read_cifar_batch(folder / _CIFAR_TEST)
+    train_images = np.concatenate([images for images, _ in train])
+    train_labels = np.concatenate([labels for _, labels in train])
+    return RawData(
+        name="cifar10",
+        classes=_read_cifar_classes(folder / _CIFAR_META),
+        train_images=torch.from_numpy(train_images).reshape(-1, 3, 32, 32),
+        train_labels=torch.from_numpy(train_labels),
+        test_images=torch.from_numpy(test_images).reshape(-1, 3, 32, 32),
+        test_labels=torch.from_numpy(test_labels),
+    )
+
+
+def _extract_cifar10(archive: Path, root: Path) -> None:
+    """Unpack the archive into `root`, going through a scratch folder so that a failed or
+    interrupted extraction never leaves half-written batch files that look complete."""
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for member in members:
+                path = PurePosixPath(member.name)
+                escapes = path.is_absolute() or ".." in path.parts
+                if escapes or not (member.isfile() or member.isdir()):
+                    raise DataCorruptError(f"{archive} holds an unsafe entry {member.name!r}")
+            with tempfile.TemporaryDirectory(dir=root, prefix=".extract-") as scratch:
+                tar.extractall(scratch, members=members, **_TAR_FILTER)
+                unpacked = Path(scratch) / _CIFAR_DIR
+                if not _cifar10_complete(unpacked):
+                    raise DataCorruptError(
+                        f"{archive} holds no {_CIFAR_DIR}/ with data_batch_1..5 and test_batch"
+                    )
+                (root / _CIFAR_DIR).mkdir(exist_ok=True)
+                for file in unpacked.iterdir():
+                    os.replace(file, root / _CIFAR_DIR / file.name)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataCorruptError(f"{archive} is truncated or not a .tar.gz ({_one_line(e)})") from e
+    except OSError as e:
+        raise DataError(f"cannot extract {archive} into {root}: {_one_line(e)}") from e
+
+
+def _unpickle(path: Path) -> dict:
+    """A CIFAR pickle as a dict with str keys, whether Python 2 (bytes keys) or 3 wrote it."""
+    try:
+        with open(path, "rb") as f:
+            entry = _ArrayUnpickler(f, encoding="bytes").load()
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {_one_line(e)}") from e
+    except Exception as e:  # a damaged pickle fails in many ways: EOFError, UnpicklingError, ...
+        raise DataCorruptError(f"{path} is truncated or not a CIFAR pickle ({_one_line(e)})") from e
+    if not isinstance(entry, dict):
+        raise DataCorruptError(f"{path} holds a {type(entry).__name__}, not a CIFAR dict")
+    return {key.decode("latin1") if isinstance(key, bytes) else key: v for key, v in entry.items()}
+
+
+def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    entry = _unpickle(path)
+    images = entry.get("data")
+    try:
+        labels = np.asarray(entry.get("labels"), dtype=np.int64)
+    except (TypeError, ValueError):
+        labels = None
+    ok = (
+        isinstance(images, np.ndarray)
+        and images.dtype == np.uint8
+        and images.ndim == 2
+        and images.shape[1] == 3 * 32 * 32
+        and labels is not None
+        and labels.shape == (len(images),)
+        and bool(((labels >= 0) & (labels < 10)).all())
+    )
+    if not ok:
+        raise DataCorruptError(
+            f"{path} does not hold 'data' as uint8 (N, 3072) with N 'labels' in 0..9"
+        )
+    return images, labels
+
+
+def _read_cifar_classes(path: Path) -> list[str]:
+    if not path.is_file():  # only the names live there; they are well known
+        return list(CIFAR10_CLASSES)
+    names = _unpickle(path).get("label_names")
+    if not isinstance(names, list) or len(names) != 10:
+        raise DataCorruptError(f"{path} does not hold 10 'label_names'")
+    return [name.decode("latin1") if isinstance(name, bytes) else str(name) for name in names]
+
+
+# ---------------------------------------------------------------------------------------------
+# Fashion-MNIST and MNIST: four idx files, each optionally gzipped
+
+_IDX_STEMS = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+# torchvision's layout, a folder named after the data set (as Debian's), or the root itself
+_IDX_FOLDERS = {"fashion-mnist": ("FashionMNIST/raw", "fashion-mnist", ""),
+                "mnist": ("MNIST/raw", "mnist", "")}  # fmt: skip
+
+
+def _find_idx_files(name: str, root: Path) -> dict[str, Path] | None:
+    for sub in _IDX_FOLDERS[name]:
+        folder = root / sub
+        files = {}
+        for key, stem in _IDX_STEMS.items():
+            # prefer the unpacked file: no gunzip on every run
+            candidates = [folder / stem, folder / f"{stem}.gz"]
+            files[key] = next((path for path in candidates if path.is_file()), None)
+        if all(files.values()):
+            return files
+    return None
+
+
+def _load_idx_dataset(name: str, root: Path, download: bool) -> RawData:
+    files = _find_idx_files(name, root)
+    if files is None:
+        folders = ", ".join(str(root / sub) for sub in _IDX_FOLDERS[name])
+        expected = f"{', '.join(_IDX_STEMS.values())}, each optionally .gz, in one of {folders}"
+        _download(name, root, download, expected)
+        files = _find_idx_files(name, root)
+        if files is None:
+            raise DataNotFoundError(f"{_TITLES[name]} download left no {expected}.")
+
+    arrays = {key: _read_idx(path, ndim=3 if "images" in key else 1) for key, path in files.items()}
+    for split in ("train", "test"):
+        images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+        if len(images) != len(labels):
+            raise DataCorruptError(
+                f"{files[f'{split}_images']} holds {len(images)} images but "
+                f"{files[f'{split}_labels']} holds {len(labels)} labels"
+            )
+        if labels.size and labels.max() >= 10:
+            raise DataCorruptError(f"{files[f'{split}_labels']} holds labels beyond 0..9")
+    return RawData(
+        name=name,
+        classes=list(FASHION_MNIST_CLASSES if name == "fashion-mnist" else MNIST_CLASSES),
+        train_images=torch.from_numpy(arrays["train_images"]).unsqueeze(1),
+        train_labels=torch.from_numpy(arrays["train_labels"]).long(),
+        test_images=torch.from_numpy(arrays["test_images"]).unsqueeze(1),
+        test_labels=torch.from_numpy(arrays["test_labels"]).long(),
+    )
+
+
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An idx file of unsigned bytes: magic 0x0800 + ndim, ndim big-endian uint32 sizes, data."""
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise DataCorruptError(f"{path} is truncated or not gzip ({_one_line(e)})") from e
+    except OSError as e:
+        raise DataError(f"cannot read {path}: {_one_line(e)}") from e
+
+    magic, header = 0x0800 + ndim, 4 + 4 * ndim  # 2049 for labels, 2051 for images
+    if len(data) < header or int.from_bytes(data[:4], "big") != magic:
+        raise DataCorruptError(f"{path} is not an idx file (magic number {magic} expected)")
+    shape = tuple(int(size) for size in np.frombuffer(data, ">u4", count=ndim, offset=4))
+    if len(data) - header != math.prod(shape):
+        raise DataCorruptError(
+            f"{path} is truncated: its header promises {shape} bytes, it holds {len(data) - header}"
+        )
+    # copied, because torch wants writable memory and `data` is immutable bytes
+    return np.frombuffer(data, np.uint8, offset=header).reshape(shape).copy()
+
+
+# ---------------------------------------------------------------------------------------------
+# Preparation for training
+
+
+@dataclass
+class Prepared:
+    """Float tensors on the training device. x = (images / 255 - mean) / std, where mean and
+    std (broadcastable to (1, channels, H, W)) come from the training split alone."""
+
+    classes: list[str]
+    image_shape: tuple[int, int, int]
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def prepare(
+    raw: RawData,
+    val_size: int = 1000,
+    preprocess: str = "standardize",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    limit: int | None = None,
+) -> Prepared:
+    """Split `val_size` random training images off for validation, keep at most `limit` of the
+    rest for training, and preprocess all splits with statistics of the training split:
+
+    none: x / 255;  center: minus the mean image;  standardize: per-channel mean and std.
+    """
+    if preprocess not in PREPROCESS:
+        raise ValueError(f"unknown preprocessing {preprocess!r}; choose one of {PREPROCESS}")
+    n = len(raw.train_labels)
+    if not 0 <= val_size < n:
+        raise DataError(
+            f"validation size {val_size} must be at least 0 and below the {n} training images"
+        )
+    if limit is not None and limit < 1:
+        raise DataError(f"limit must be at least 1, got {limit}")
+
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    val_idx, train_idx = order[:val_size], order[val_size:][:limit]
+
+    def to_unit(images: torch.Tensor) -> torch.Tensor:
+        # uint8 crosses to the device at a quarter of float32's bytes; convert on arrival
+        return images.to(device).to(dtype).div_(255)
+
+    train_x = to_unit(raw.train_images[train_idx])
+    channels = train_x.shape[1]
+    ones = torch.ones(1, channels, 1, 1, device=train_x.device, dtype=dtype)
+    if preprocess == "standardize":
+        mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
+        std = train_x.std(dim=(0, 2, 3), keepdim=True, correction=0)
+        std = torch.where(std > 0, std, ones)  # a constant channel stays 0 instead of 0/0
+    elif preprocess == "center":
+        mean, std = train_x.mean(dim=0, keepdim=True), ones
+    else:
+        mean, std = torch.zeros_like(ones), ones
+
+    def normalize(x: torch.Tensor) -> torch.Tensor:
+        return x.sub_(mean).div_(std)
+
+    return Prepared(
+        classes=list(raw.classes),
+        image_shape=tuple(raw.train_images.shape[1:]),
+        train_x=normalize(train_x),
+        train_y=raw.train_labels[train_idx].to(device),
+        val_x=normalize(to_unit(raw.train_images[val_idx])),
+        val_y=raw.train_labels[val_idx].to(device),
+        test_x=normalize(to_unit(raw.test_images)),
+        test_y=raw.test_labels.to(device),
+        mean=mean,
+        std=std,
+    )
+
+
+def batch_indices(
+    n: int, batch_size: int, generator: torch.Generator, device: str | torch.device | None = None
+) -> list[torch.Tensor]:
+    """A random order of range(n) cut into batches; the last one may be smaller.
+
+    The order is drawn where `generator` lives (so a CPU generator also serves a GPU run),
+    then moved to `device` (default: the generator's).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch size must be at least 1, got {batch_size}")
+    order = torch.randperm(n, generator=generator, device=generator.device)
+    return list(order.to(device or generator.device).split(batch_size))
+
+
+def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """Flip each image of the batch x (N, C, H, W) left-right with probability 1/2 and cut it at
+    a random offset out of its zero-padded version, all images at once on x's device.
+
+    Zero is the mean after centering/standardizing, so padding is with average pixels.
+    Random numbers come from `generator` alone (on the CPU or on x's device).
+    """
+    if pad < 0:
+        raise ValueError(f"pad must be at least 0, got {pad}")
+    n, c, h, w = x.shape
+    flip = torch.randint(0, 2, (n, 1), generator=generator, device=generator.device)
+    offsets = torch.randint(0, 2 * pad + 1, (2, n, 1), generator=generator, device=generator.device)
+    flip, (dy, dx) = flip.to(x.device).bool(), offsets.to(x.device)
+
+    # Image i is padded[i, :, dy + r, dx + k] for r < h, k < w. Flipping the padded image maps
+    # column j to (w + 2 pad - 1) - j, so a flip is just another column index: one gather.
+    r, k = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+    rows = dy + r  # (n, h)
+    cols = torch.where(flip, w + 2 * pad - 1 - dx - k, dx + k)  # (n, w)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    i, ch = torch.arange(n, device=x.device), torch.arange(c, device=x.device)
+    return padded[
+        i[:, None, None, None], ch[:, None, None], rows[:, None, :, None], cols[:, None, None]
+    ]

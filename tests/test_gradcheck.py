@@ -1,0 +1,116 @@
+"""Numerical gradients, the gradient check, and the lecture's hand-derived update rules."""
+
+import pytest
+import torch
+
+import lintorch
+
+
+def test_forward_difference_is_the_lectures_formula():
+    # The lecture: loss 1.25347, W[0] + 0.0001 gives 1.25322, so dW[0] = -2.5.
+    x = torch.tensor([0.34, -1.11, 0.78], dtype=torch.float64)
+    slopes = torch.tensor([-2.5, 0.6, 0.0], dtype=torch.float64)
+
+    def f(w):
+        return 1.25347 + (slopes * (w - torch.tensor([0.34, -1.11, 0.78],
+                                                      dtype=torch.float64))).sum()
+
+    g = lintorch.numerical_gradient(f, x, h=1e-4, method="forward")
+    torch.testing.assert_close(g, slopes)
+    assert x.tolist() == [0.34, -1.11, 0.78]  # every coordinate restored
+
+
+def test_central_difference_is_more_accurate_than_forward():
+    x = torch.tensor([0.3, -0.7, 1.1], dtype=torch.float64)
+    f = lambda w: (w.sin() * w.exp()).sum()  # noqa: E731
+    exact = x.cos() * x.exp() + x.sin() * x.exp()
+    central = lintorch.numerical_gradient(f, x, h=1e-4)
+    forward = lintorch.numerical_gradient(f, x, h=1e-4, method="forward")
+    assert (central - exact).abs().max() < 1e-8
+    assert (forward - exact).abs().max() > 10 * (central - exact).abs().max()
+
+
+def test_numerical_gradient_agrees_with_autograd_on_the_losses():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(20, 8, generator=g, dtype=torch.float64)
+    y = torch.randint(4, (20,), generator=g)
+    W = torch.randn(4, 8, generator=g, dtype=torch.float64) * 0.1
+    f = lambda W: lintorch.cross_entropy(X @ W.T, y) + 0.1 * lintorch.l2_penalty(W)  # noqa: E731
+    Wr = W.clone().requires_grad_()
+    f(Wr).backward()
+    torch.testing.assert_close(lintorch.numerical_gradient(f, W), Wr.grad, rtol=1e-6, atol=1e-8)
+
+
+def test_grad_check_is_tiny_for_correct_gradients_and_large_for_wrong_ones():
+    g = torch.Generator().manual_seed(1)
+    X = torch.randn(30, 10, generator=g, dtype=torch.float64)
+    y = torch.randint(5, (30,), generator=g)
+    W = torch.randn(5, 10, generator=g, dtype=torch.float64)
+    assert lintorch.grad_check(lambda W: lintorch.cross_entropy(X @ W.T, y), W) < 1e-7
+    assert lintorch.grad_check(lambda W: lintorch.svm_loss(X @ W.T, y), W, num_checks=20) < 1e-7
+
+    class WrongGrad(torch.autograd.Function):  # d/dw w^2 claimed to be w: off by a factor 2
+        @staticmethod
+        def forward(ctx, w):
+            ctx.save_for_backward(w)
+            return (w * w).sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            (w,) = ctx.saved_tensors
+            return w * grad
+
+    assert lintorch.grad_check(WrongGrad.apply, W) > 0.3
+
+
+def test_grad_check_samples_num_checks_coordinates_reproducibly():
+    W = torch.randn(10, 3073, dtype=torch.float64)
+    f = lambda W: lintorch.l2_penalty(W)  # noqa: E731
+    a = lintorch.grad_check(f, W, num_checks=10, seed=3)
+    b = lintorch.grad_check(f, W, num_checks=10, seed=3)
+    assert a == b < 1e-6
+
+
+def test_bad_method():
+    with pytest.raises(ValueError, match="central"):
+        lintorch.numerical_gradient(lambda w: w.sum(), torch.zeros(2), method="backward")
+
+
+# --- the lecture's hand-derived update rules equal one autograd SGD step ---------------------
+
+
+def _data(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(16, 5, generator=g, dtype=torch.float64)
+    y = torch.rand(16, generator=g, dtype=torch.float64)
+    w = torch.randn(5, generator=g, dtype=torch.float64) * 0.3
+    return X, y, w
+
+
+def _sgd_step(loss_fn, w, alpha):
+    w = w.clone().requires_grad_()
+    opt = torch.optim.SGD([w], lr=alpha)
+    loss_fn(w).backward()
+    opt.step()
+    return w.detach()
+
+
+def test_linear_regression_update_rule():
+    # L = sum_i (y_i - w.x_i)^2  ->  w_j <- w_j + 2 alpha sum_i delta_i x_ij
+    X, y, w = _data()
+    alpha = 0.01
+    delta = y - X @ w
+    by_hand = w + 2 * alpha * (delta[:, None] * X).sum(0)
+    by_autograd = _sgd_step(lambda w: lintorch.mse_loss(X @ w, y, reduction="sum"), w, alpha)
+    torch.testing.assert_close(by_autograd, by_hand)
+
+
+def test_sigmoid_perceptron_update_rule():
+    # L = sum_i (y_i - sigma(w.x_i))^2  ->  w_j <- w_j + 2 alpha sum_i delta_i s_i (1 - s_i) x_ij
+    X, y, w = _data(1)
+    alpha = 0.05
+    s = torch.sigmoid(X @ w)
+    delta = y - s
+    by_hand = w + 2 * alpha * (delta * s * (1 - s))[:, None].mul(X).sum(0)
+    loss = lambda w: lintorch.mse_loss(torch.sigmoid(X @ w), y, reduction="sum")  # noqa: E731
+    torch.testing.assert_close(_sgd_step(loss, w, alpha), by_hand)
