@@ -252,8 +252,10 @@ _IDX_STEMS = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 # torchvision's layout, a folder named after the data set (as Debian's), or the root itself
-_IDX_FOLDERS = {"fashion-mnist": ("FashionMNIST/raw", "fashion-mnist", ""),
-                "mnist": ("MNIST/raw", "mnist", "")}  # fmt: skip
+_IDX_FOLDERS = {
+    "fashion-mnist": ("FashionMNIST/raw", "fashion-mnist", ""),
+    "mnist": ("MNIST/raw", "mnist", ""),
+}
 
 
 def _find_idx_files(name: str, root: Path) -> dict[str, Path] | None:
@@ -315,7 +317,8 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
     shape = tuple(int(size) for size in np.frombuffer(data, ">u4", count=ndim, offset=4))
     if len(data) - header != math.prod(shape):
         raise DataCorruptError(
-            f"{path} is truncated: its header promises {shape} bytes, it holds {len(data) - header}"
+            f"{path} is truncated or overlong: its header promises {shape} = "
+            f"{math.prod(shape)} bytes of data, it holds {len(data) - header}"
         )
     # copied, because torch wants writable memory and `data` is immutable bytes
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape).copy()
@@ -379,7 +382,8 @@ def prepare(
     if preprocess == "standardize":
         mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
         std = train_x.std(dim=(0, 2, 3), keepdim=True, correction=0)
-        std = torch.where(std > 0, std, ones)  # a constant channel stays 0 instead of 0/0
+        # a constant channel (std 0 up to rounding) is left centered rather than blown up
+        std = torch.where(std > torch.finfo(dtype).eps, std, ones)
     elif preprocess == "center":
         mean, std = train_x.mean(dim=0, keepdim=True), ones
     else:

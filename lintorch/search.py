@@ -235,8 +235,8 @@ def random_local_search(x1: Tensor, y: Tensor, num_classes: int, budget: int,
 # ---------------------------------------------------------------------------------------------
 # Strategy 3: a genetic algorithm (population-based search).
 
-# Three entrants per tournament: enough selection pressure to beat random search, yet even a
-# middling candidate wins sometimes, which keeps the population diverse.
+# Three entrants per tournament: moderate selection pressure, so good candidates breed often
+# yet a middling one still wins sometimes, which keeps the population diverse.
 TOURNAMENT_SIZE = 3
 
 
@@ -244,8 +244,7 @@ def _select_parents(losses: Tensor, count: int, selection: str, elite: int,
                     generator: torch.Generator | None) -> Tensor:
     """Indices ``(count, 2)`` of two parents for each child; low loss means high fitness.
 
-    Tournament: each parent is the fittest of ``TOURNAMENT_SIZE`` individuals drawn at random,
-    so good candidates breed more often while weaker ones keep some diversity.
+    Tournament: each parent is the fittest of ``TOURNAMENT_SIZE`` individuals drawn at random.
     Truncation: parents are drawn uniformly from the ``elite`` fittest.
     """
     p = losses.shape[0]
@@ -257,7 +256,6 @@ def _select_parents(losses: Tensor, count: int, selection: str, elite: int,
                              device=losses.device)
     winner = losses[entrants].argmin(-1, keepdim=True)
     return entrants.gather(-1, winner).squeeze(-1)
-
 
 
 def _crossover(a: Tensor, b: Tensor, crossover: str, generator: torch.Generator | None) -> Tensor:
