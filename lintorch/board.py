@@ -7,6 +7,7 @@ Pillow only (no matplotlib), returned as (3, H, W) float tensors in [0, 1] on th
 
 from __future__ import annotations
 
+import functools
 import json
 import numbers
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from torch import Tensor, nn
 __all__ = [
     "PALETTE", "PALETTE_DARK", "confusion_image", "confusion_matrix", "grid_points",
     "log_config_text", "log_epoch_histograms", "log_hparams", "read_scalars", "read_tags",
-    "region_image", "save_png", "template_grid", "template_images",
+    "region_image", "save_png", "template_grid",
 ]
 
 # Paired light/strong colours (matplotlib's tab20 pairs, plus two): light ones fill decision
@@ -44,40 +45,20 @@ _WHITE = (255, 255, 255)
 # --- pictures -----------------------------------------------------------------------------------
 
 
-def template_images(weight: Tensor, shape: tuple[int, int, int]) -> Tensor:
-    """Rows of a (C, D) weight matrix as C images of ``shape``, each min-max rescaled to [0, 1].
-
-    Each row is rescaled on its own: only the pattern within a template matters for its score,
-    not its overall magnitude. A constant row becomes 0.5 (grey) rather than a division by zero.
-    """
-    if weight.dim() != 2 or weight.shape[1] != int(np.prod(shape)):
-        raise ValueError(
-            f"weight must be (C, {int(np.prod(shape))}) for shape {tuple(shape)}, "
-            f"got {tuple(weight.shape)} (drop a bias column first)"
-        )
-    w = weight.detach()
-    if not w.is_floating_point():
-        w = w.float()
-    lo = w.min(dim=1, keepdim=True).values
-    span = w.max(dim=1, keepdim=True).values - lo
-    out = torch.where(span > 0, (w - lo) / span.clamp_min(torch.finfo(w.dtype).tiny), 0.5)
-    return out.reshape(weight.shape[0], *shape)
-
-
 def template_grid(
-    weight: Tensor,
-    shape: tuple[int, int, int],
+    templates: Tensor,
     class_names: Sequence[str] | None = None,
     scale: int = 4,
     ncols: int | None = None,
 ) -> Tensor:
-    """The C class templates side by side (at most ``ncols`` = 10 per row), upscaled by
-    ``scale`` (nearest), with class names written under each tile. Returns (3, H, W) in [0, 1]."""
-    tiles = template_images(weight, shape).cpu().float()
+    """The C class templates (C, 1 or 3, h, w) in [0, 1], e.g. ``LinearClassifier.templates``,
+    side by side (at most ``ncols`` = 10 per row), upscaled by ``scale`` (nearest), with class
+    names written under each tile. Returns (3, H, W) in [0, 1]."""
+    tiles = templates.detach().cpu().float()
+    if tiles.dim() != 4 or tiles.shape[1] not in (1, 3):
+        raise ValueError(f"templates must be (C, 1 or 3, H, W), got {tuple(tiles.shape)}")
     if tiles.shape[1] == 1:
         tiles = tiles.expand(-1, 3, -1, -1)
-    elif tiles.shape[1] != 3:
-        raise ValueError(f"templates need 1 or 3 channels, got shape {tuple(shape)}")
     tiles = tiles.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
     c, _, th, tw = tiles.shape
     names = list(class_names) if class_names is not None else [str(i) for i in range(c)]
@@ -338,6 +319,7 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
+@functools.cache
 def _font(size: int):
     try:
         return ImageFont.load_default(size=size)

@@ -428,8 +428,8 @@ def _log_epoch(writer, model: nn.Module, row: dict, d: data.Prepared) -> None:
     writer.add_scalar("lr", row["lr"], e)
     board.log_epoch_histograms(writer, model, e)
     if isinstance(model, LinearClassifier) and len(d.image_shape) == 3:
-        writer.add_image("templates", board.template_grid(model.weight.detach().float().cpu(),
-                                                          d.image_shape, d.classes), e)
+        writer.add_image("templates", board.template_grid(model.templates(d.image_shape),
+                                                          d.classes), e)
     writer.flush()
 
 
@@ -507,7 +507,7 @@ def _non_negative(kind):
 
 def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
     """The flags of TrainConfig, shared by ``lintorch.train`` and ``lintorch.sweep``."""
-    per = "default: per data set, see --help's epilog"
+    per = "default: per data set, listed below"
     a = parser.add_argument
     a("--dataset", default="cifar10", choices=data.DATASETS, help="data set to train on")
     a("--model", default="linear", choices=MODELS, help="linear classifier or sigmoid MLP")
@@ -559,6 +559,11 @@ def _defaults_epilog() -> str:
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown in --help, and the epilog's table kept as written."""
+
+    def _get_help_string(self, action):
+        if action.default is None:  # per-data-set defaults say so in their own help text
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:

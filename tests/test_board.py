@@ -70,23 +70,9 @@ def test_confusion_image():
 # --- templates --------------------------------------------------------------------------------
 
 
-def test_template_images_min_max_per_row():
-    w = torch.tensor([[0.0, 2.0, 4.0, -4.0], [1.0, 1.0, 1.0, 1.0], [3.0, 1.0, 2.0, 5.0]])
-    t = board.template_images(w, (1, 2, 2))
-    expected = torch.tensor([[0.5, 0.75, 1.0, 0.0], [0.5, 0.5, 0.5, 0.5], [0.5, 0.0, 0.25, 1.0]])
-    assert t.shape == (3, 1, 2, 2)
-    torch.testing.assert_close(t.reshape(3, 4), expected)
-
-
-def test_template_images_rejects_bias_column():
-    with pytest.raises(ValueError):
-        board.template_images(torch.randn(3, 5), (1, 2, 2))
-
-
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28)])
 def test_template_grid(shape):
-    d = shape[0] * shape[1] * shape[2]
-    img = board.template_grid(torch.randn(10, d), shape, [f"class {i}" for i in range(10)], scale=2)
+    img = board.template_grid(torch.rand(10, *shape), [f"class {i}" for i in range(10)], scale=2)
     _is_image(img)
     assert img.shape[1] > 2 * shape[1] and img.shape[2] >= 10 * 2 * shape[2]
 
@@ -152,7 +138,8 @@ def test_tensorboard_logging_round_trip(tmp_path):
         for step in range(3):
             writer.add_scalar("train/loss", 1.0 / (step + 1), step)
             board.log_epoch_histograms(writer, model, step)
-        writer.add_image("templates", board.template_grid(model.weight, (1, 2, 2)), 2)
+        templates = model.weight.detach().reshape(3, 1, 2, 2).sigmoid()
+        writer.add_image("templates", board.template_grid(templates), 2)
         board.log_config_text(writer, config)
         board.log_hparams(writer, config, {"hparam/test_accuracy": 0.75})
 

@@ -52,6 +52,15 @@ def test_templates_are_rows_of_w_rescaled_to_unit_range():
         model.templates((1, 28, 28))
 
 
+def test_constant_template_is_mid_grey():
+    model = lintorch.LinearClassifier(4, 2)
+    with torch.no_grad():
+        model.weight[0] = 3.0
+        model.weight[1] = torch.tensor([0.0, 2.0, 4.0, -4.0])
+    t = model.templates((1, 2, 2)).reshape(2, 4)
+    torch.testing.assert_close(t, torch.tensor([[0.5] * 4, [0.5, 0.75, 1.0, 0.0]]))
+
+
 def test_wrong_feature_count_is_a_clear_error():
     with pytest.raises(ValueError, match="expected 10 features"):
         lintorch.LinearClassifier(10, 3)(torch.zeros(2, 11))

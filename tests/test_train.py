@@ -1,0 +1,289 @@
+"""The main job end to end: the CLI on real Fashion-MNIST and on a CIFAR-10-layout data set,
+what a run leaves behind, resuming, Ctrl-C, divergence, bad input, determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from cifar_fixture import write_cifar10
+
+from lintorch import board, train
+from lintorch.train import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion = pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(),
+                                   reason="Debian's dataset-fashion-mnist is not installed")
+SCALARS = {"loss/train", "loss/val", "loss/penalty", "accuracy/train", "accuracy/val",
+           "accuracy/test", "lr"}
+HISTORY_KEYS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr",
+                "epoch_time_s"}
+
+
+def cli(*args, env=None, **kw) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "lintorch.train", *map(str, args)],
+                          capture_output=True, text=True, env=full_env, cwd=kw.get("cwd"),
+                          timeout=kw.get("timeout", 300))
+
+
+def quick(tmp_path, **kw) -> TrainConfig:
+    base = dict(dataset="fashion-mnist", data_root=str(FASHION), no_download=True, limit=2000,
+                val_size=500, epochs=3, quiet=True, logdir=str(tmp_path / "runs"),
+                run_name="r", tensorboard=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def final_weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+
+
+# --- a real run through the CLI -----------------------------------------------------------
+
+
+@needs_fashion
+@pytest.mark.slow
+def test_cli_run_on_fashion_mnist_leaves_everything_promised(tmp_path):
+    r = cli("--dataset", "fashion-mnist", "--data-root", FASHION, "--no-download",
+            "--limit", 3000, "--epochs", 2, "--reg", 1e-3, "--logdir", tmp_path, "--run-name",
+            "fm")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "epoch   1/2" in out and "epoch   2/2" in out and "test accuracy" in out
+    assert "Ankle boot" in out  # the per-class table
+    run = tmp_path / "fm"
+
+    m = json.loads((run / "metrics.json").read_text())
+    assert set(m) >= {"config", "history", "train", "val", "test", "per_class_test_accuracy",
+                      "data_load_s", "wall_time_s", "device", "torch_version"}
+    assert set(m["config"]) == {f.name for f in train.dataclasses.fields(TrainConfig)}
+    assert len(m["history"]) == 2 and HISTORY_KEYS <= set(m["history"][0])
+    assert set(m["test"]) == {"loss", "accuracy"}
+    assert 0.7 < m["test"]["accuracy"] <= 1.0  # 3,000 images of real data, 2 epochs
+    assert len(m["per_class_test_accuracy"]) == 10
+
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
+    assert {"model", "optimizer", "scheduler", "epoch", "rng", "config"} <= set(ckpt)
+    assert ckpt["epoch"] == 2
+
+    tags = board.read_tags(run)
+    assert SCALARS <= set(tags["scalars"])
+    assert {"templates", "confusion"} <= set(tags["images"])
+    assert any(t.startswith("params/") for t in tags["histograms"])
+    assert any(t.startswith("grads/") for t in tags["histograms"])
+    scalars = board.read_scalars(run)
+    assert [step for step, _ in scalars["loss/train"]] == [1, 2]
+    assert scalars["accuracy/test"][-1][1] == pytest.approx(m["test"]["accuracy"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(run), size_guidance={"tensors": 0})
+    acc.Reload()
+    assert acc.PluginTagToContent("hparams")  # the HPARAMS tab finds this run
+
+
+@pytest.mark.slow
+def test_cli_run_on_a_cifar10_layout_data_set(tmp_path):
+    write_cifar10(tmp_path / "data", n_train_per_batch=60, n_test=50)
+    r = cli("--data-root", tmp_path / "data", "--no-download", "--val-size", 50, "--epochs", 2,
+            "--model", "mlp", "--hidden", 16, 8, "--loss", "svm", "--logdir", tmp_path / "runs",
+            "--run-name", "c")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "runs" / "c" / "metrics.json").read_text())
+    assert m["config"]["dataset"] == "cifar10" and m["config"]["hidden"] == [16, 8]
+    assert len(m["per_class_test_accuracy"]) == 10
+    assert "airplane" in m["per_class_test_accuracy"]
+
+
+# --- reliability --------------------------------------------------------------------------
+
+
+@needs_fashion
+def test_interrupted_then_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
+    whole = train.fit(quick(tmp_path, run_name="whole", epochs=4, augment=True, reg=1e-3))
+
+    real_save = train.save_checkpoint
+
+    def save_then_interrupt(path, state):  # Ctrl-C right after epoch 2's checkpoint
+        real_save(path, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(train.Interrupted, match="--resume"):
+        train.fit(quick(tmp_path, run_name="cut", epochs=4, augment=True, reg=1e-3))
+    monkeypatch.undo()
+    resumed = train.fit(TrainConfig(resume=str(tmp_path / "runs/cut/checkpoint.pt"),
+                                    quiet=True, tensorboard=False))
+    a = final_weights(tmp_path / "runs/whole")
+    b = final_weights(tmp_path / "runs/cut")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3, 4]
+    assert resumed["test"] == whole["test"]
+
+
+@needs_fashion
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches(tmp_path):
+    args = ["--dataset", "fashion-mnist", "--data-root", FASHION, "--no-download", "--limit",
+            1000, "--val-size", 200, "--epochs", 6, "--logdir", tmp_path, "--batch-size", 16]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "lintorch.train", *map(str, args),
+                             "--run-name", "int"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("epoch   2/"):
+            proc.send_signal(signal.SIGINT)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "--resume" in err and "Traceback" not in err
+    ckpt = tmp_path / "int" / "checkpoint.pt"
+    assert 2 <= torch.load(ckpt, weights_only=False)["epoch"] < 6
+
+    assert cli("--resume", ckpt, "--quiet").returncode == 0
+    assert cli(*args, "--run-name", "ref", "--quiet").returncode == 0
+    a, b = final_weights(tmp_path / "int"), final_weights(tmp_path / "ref")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+@needs_fashion
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path):
+    train.fit(quick(tmp_path, epochs=2))
+    r = train.fit(TrainConfig(resume=str(tmp_path / "runs/r/checkpoint.pt"), epochs=3,
+                              quiet=True, tensorboard=False))
+    assert [h["epoch"] for h in r["history"]] == [1, 2, 3]
+
+
+@needs_fashion
+def test_divergence_stops_with_exit_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    code = train.main(["--dataset", "fashion-mnist", "--data-root", str(FASHION),
+                       "--no-download", "--limit", "1000", "--val-size", "100", "--lr", "1e30",
+                       "--logdir", str(tmp_path), "--run-name", "nan", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "epoch 1, step" in err and "--lr" in err and len(err.strip().splitlines()) == 1
+    ckpt = torch.load(tmp_path / "nan" / "checkpoint.pt", weights_only=False)
+    assert ckpt["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def test_missing_data_is_one_clear_line_and_exit_1(tmp_path):
+    r = cli("--data-root", tmp_path / "nothing", "--no-download", "--logdir", tmp_path)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in r.stderr
+    assert str(tmp_path / "nothing") in lines[0] and "LINTORCH_DATA" in lines[0]
+    assert "--data-root" in lines[0]
+
+
+def test_corrupt_data_names_the_file(tmp_path):
+    write_cifar10(tmp_path / "data", n_train_per_batch=5, n_test=5)
+    batch = tmp_path / "data" / "cifar-10-batches-py" / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:100])
+    code = train.main(["--data-root", str(tmp_path / "data"), "--no-download", "--val-size",
+                       "5", "--logdir", str(tmp_path), "--quiet"])
+    assert code == 1
+
+
+@pytest.mark.parametrize("flags", [
+    ["--lr", "-1"], ["--lr", "0"], ["--batch-size", "0"], ["--epochs", "0"],
+    ["--model", "resnet"], ["--loss", "hinge"], ["--hidden", "0"], ["--hidden", "-3"],
+    ["--lr-decay", "linear"], ["--device", "tpu"],
+])
+def test_invalid_flags_are_usage_errors(flags, capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(flags)
+    assert e.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_help_shows_the_flags_and_defaults(capsys):
+    with pytest.raises(SystemExit) as e:
+        train.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ["--batch-size", "--lr-decay", "--reg-type", "--resume", "--limit", "--augment",
+                 "--impl", "--preprocess", "--val-size", "(default: auto)", "fashion-mnist linear",
+                 "per data set, listed below"]:
+        assert flag in out, flag
+
+
+def test_missing_checkpoint_is_one_line(tmp_path, capsys):
+    assert train.main(["--resume", str(tmp_path / "nope.pt")]) == 1
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+# --- what a run computes --------------------------------------------------------------------
+
+
+@needs_fashion
+def test_same_seed_gives_identical_metrics(tmp_path):
+    a = train.fit(quick(tmp_path, run_name="a", augment=True))
+    b = train.fit(quick(tmp_path, run_name="b", augment=True))
+    strip = lambda h: {k: v for k, v in h.items() if k != "epoch_time_s"}  # noqa: E731
+    assert [strip(h) for h in a["history"]] == [strip(h) for h in b["history"]]
+    assert a["test"] == b["test"]
+    c = train.fit(quick(tmp_path, run_name="c", seed=1))
+    assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
+
+
+@needs_fashion
+@pytest.mark.parametrize("loss", ["softmax", "svm"])
+def test_lintorch_and_torch_impls_train_the_same_model(tmp_path, loss):
+    a = quick(tmp_path, run_name=f"l-{loss}", loss=loss, dtype="float64", reg=1e-3)
+    b = quick(tmp_path, run_name=f"t-{loss}", loss=loss, dtype="float64", reg=1e-3,
+              impl="torch")
+    train.fit(a)
+    train.fit(b)
+    wa, wb = final_weights(tmp_path / f"runs/l-{loss}"), final_weights(tmp_path / f"runs/t-{loss}")
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-9, atol=1e-12)
+
+
+@needs_fashion
+def test_fresh_model_loss_matches_the_lectures_sanity_check(tmp_path):
+    # Before any step, the first mini-batches' loss is ~log C (softmax) and ~C - 1 (SVM).
+    for loss, expected in [("softmax", 2.3026), ("svm", 9.0)]:
+        model, m = train.train_model(quick(tmp_path, run_name=loss, loss=loss, epochs=1,
+                                           lr=1e-12))
+        assert m["history"][0]["train_loss"] == pytest.approx(expected, abs=0.05)
+
+
+@needs_fashion
+@pytest.mark.parametrize("decay,lrs", [
+    ("step", [0.1, 0.1, 0.05, 0.05]), ("exp", [0.1, 0.05, 0.025, 0.0125]),
+    ("none", [0.1] * 4),
+])
+def test_lr_schedules_step_once_per_epoch(tmp_path, decay, lrs):
+    m = train.fit(quick(tmp_path, run_name=decay, epochs=4, lr=0.1, lr_decay=decay, lr_step=2,
+                        lr_gamma=0.5, limit=300))
+    assert [h["lr"] for h in m["history"]] == pytest.approx(lrs)
+
+
+@needs_fashion
+def test_regularization_penalizes_weights_not_biases(tmp_path):
+    model, m = train.train_model(quick(tmp_path, reg=0.5, epochs=2, limit=500))
+    assert m["history"][-1]["penalty"] == pytest.approx(
+        float((model.weight.detach() ** 2).sum()), rel=0.5)
+    l1, m1 = train.train_model(quick(tmp_path, run_name="l1", reg=0.5, reg_type="l1", epochs=2,
+                                     limit=500))
+    assert m1["history"][-1]["penalty"] == pytest.approx(
+        float(l1.weight.detach().abs().sum()), rel=0.5)
+
+
+@pytest.mark.cuda
+@needs_fashion
+def test_cuda_run_matches_cpu_run(tmp_path):
+    cpu = train.fit(quick(tmp_path, run_name="cpu", dtype="float64", device="cpu"))
+    gpu = train.fit(quick(tmp_path, run_name="gpu", dtype="float64", device="cuda"))
+    assert gpu["test"]["accuracy"] == pytest.approx(cpu["test"]["accuracy"], abs=0.01)
+    assert gpu["device"] != "cpu"
