@@ -1,0 +1,295 @@
+"""The geometric viewpoint: hyperplanes cutting up space, on 2-D toy data of three classes.
+
+    python experiments/geometric_2d.py
+
+A linear classifier f(x) = Wx + b is trained with each loss (svm, softmax) by
+``lintorch.train.train_model`` on toy points in the plane; its decision regions (argmax_k of
+w_k . x + b_k) and its three hyperplanes w_k . x + b_k = 0 (one per row of W, drawn in the
+colour of class k) are rendered to an image, next to the regions of a sigmoid MLP trained on
+the same points. Each image goes to TensorBoard (runs/geometric_2d/<time>/<model>-<loss>,
+tag ``decision_regions``) and as regions.png into that run folder; ``--figures`` (and every
+run without ``--quick``) also writes experiments/figures/geometric_{linear_svm,
+linear_softmax,mlp}.png.
+
+The toy classes are Gaussian clouds of different spreads, so the best boundary curves around
+the tight cloud: a linear classifier can only cut the plane with straight lines, the MLP can bend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from lintorch import board, data
+from lintorch.train import TrainConfig, train_model
+
+EXPERIMENT = "geometric_2d"
+FIGURES = Path(__file__).resolve().parent / "figures"
+CLASSES = ["class 0", "class 1", "class 2"]
+# (centre, standard deviation along x and y) of each class's cloud
+CLOUDS = [((0.0, 1.2), (0.45, 0.45)),
+          ((-1.9, -0.9), (1.1, 0.8)),
+          ((1.9, -0.9), (0.8, 1.1))]
+EXTENT = (-4.5, 4.5, -4.0, 4.0)  # xmin, xmax, ymin, ymax of the pictures
+RUNS = [  # (model, loss, figure name)
+    ("linear", "svm", "geometric_linear_svm.png"),
+    ("linear", "softmax", "geometric_linear_softmax.png"),
+    ("mlp", "softmax", "geometric_mlp.png"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line, the run folder and the tables (each experiment carries its own copy)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python experiments/geometric_2d.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", choices=data.DATASETS, default=None,
+                   help="unused: the data are 2-D toy points (taken so that every experiment "
+                        "takes the same flags)")
+    p.add_argument("--data-root", default=None, help="unused, as --dataset")
+    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
+                   "LOGDIR/geometric_2d/<time>/<model>-<loss>")
+    p.add_argument("--quick", action="store_true", help="fewer points and epochs (seconds)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (toy data, init, batches)")
+    p.add_argument("--figures", action="store_true",
+                   help="also write the PNGs to --figures-dir (always done without --quick)")
+    p.add_argument("--figures-dir", default=str(FIGURES), help="folder for --figures")
+    p.add_argument("--size", type=int, default=None,
+                   help="picture height in pixels (default 300, --quick 120)")
+    args = p.parse_args(argv)
+    if args.size is None:
+        args.size = 120 if args.quick else 300
+    return args
+
+
+def make_run_dir(logdir: str) -> Path:
+    base = Path(logdir) / EXPERIMENT / time.strftime("%Y%m%d-%H%M%S")
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    path.mkdir(parents=True)
+    return path
+
+
+def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
+    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row):
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    lines = [line(row) for row in cells]
+    rule = "-" * max(len(text) for text in lines)
+    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
+
+
+# ---------------------------------------------------------------------------------------------
+# Toy data, training, pictures
+
+
+def toy_data(per_class: dict[str, int], seed: int) -> data.Prepared:
+    """Three Gaussian clouds in the plane as a ``Prepared`` for ``train_model``: raw
+    coordinates, no preprocessing (mean 0, std 1), so W acts on the plane as drawn."""
+    gen = torch.Generator().manual_seed(seed)
+    splits = {}
+    for split, n in per_class.items():
+        xs, ys = [], []
+        for k, (centre, spread) in enumerate(CLOUDS):
+            xs.append(torch.randn(n, 2, generator=gen) * torch.tensor(spread)
+                      + torch.tensor(centre))
+            ys.append(torch.full((n,), k, dtype=torch.long))
+        order = torch.randperm(3 * n, generator=gen)
+        splits[split] = (torch.cat(xs)[order], torch.cat(ys)[order])
+    return data.Prepared(
+        classes=list(CLASSES), image_shape=(2,),
+        train_x=splits["train"][0], train_y=splits["train"][1],
+        val_x=splits["val"][0], val_y=splits["val"][1],
+        test_x=splits["test"][0], test_y=splits["test"][1],
+        mean=torch.zeros(1, 2), std=torch.ones(1, 2))
+
+
+def config(model: str, loss: str, quick: bool, seed: int, run_dir: Path) -> TrainConfig:
+    # Every per-data-set field is set here, so `dataset` only names the defaults table.
+    if model == "linear":
+        recipe = dict(epochs=15 if quick else 60, batch_size=32, lr=0.1, lr_decay="cosine",
+                      reg=1e-3)
+    else:
+        recipe = dict(epochs=40 if quick else 300, batch_size=32, lr=1.0, lr_decay="cosine",
+                      reg=0.0, hidden=[32])
+    return TrainConfig(dataset="fashion-mnist", model=model, loss=loss, preprocess="none",
+                       device="cpu", seed=seed, logdir=str(run_dir), run_name=f"{model}-{loss}",
+                       quiet=True, **recipe)
+
+
+def _font(size: int):
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # Pillow < 10.1 or no FreeType
+        return ImageFont.load_default()
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    return Image.fromarray((image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
+
+
+def draw_normals(img: Image.Image, lines: list[tuple[float, float, float]],
+                 points: torch.Tensor) -> None:
+    """An arrow along w_k on each line w_k . x + b_k = 0, pointing to where s_k > 0; drawn
+    2.5 units along the line from its point nearest the origin, on the side with fewer
+    points around it."""
+    xmin, xmax, ymin, ymax = EXTENT
+    draw = ImageDraw.Draw(img)
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return ((x - xmin) / (xmax - xmin) * img.width, (ymax - y) / (ymax - ymin) * img.height)
+
+    for k, (w1, w2, b) in enumerate(lines):
+        norm = (w1 * w1 + w2 * w2) ** 0.5
+        if norm == 0:
+            continue
+        u1, u2 = w1 / norm, w2 / norm  # unit normal
+        foot = (-b * u1 / norm, -b * u2 / norm)
+        sides = [(foot[0] - t * u2, foot[1] + t * u1) for t in (2.5, -2.5)]  # along the line
+        start = min(sides, key=lambda p: int(((points - torch.tensor(p)).norm(dim=1) < 1).sum()))
+        end = (start[0] + 0.8 * u1, start[1] + 0.8 * u2)
+        colour = tuple(int(round(255 * v)) for v in board.PALETTE_DARK[k].tolist())
+        (x0, y0), (x1, y1) = px(*start), px(*end)
+        dx, dy = (x1 - x0), (y1 - y0)
+        length = (dx * dx + dy * dy) ** 0.5 or 1.0
+        dx, dy = dx / length * 8, dy / length * 8
+        strokes = [[(x0, y0), (x1, y1)]] + [[(x1, y1), (x1 - dx + sx, y1 - dy + sy)]
+                                           for sx, sy in ((-dy * .6, dx * .6), (dy * .6, -dx * .6))]
+        for fill, width in (((255, 255, 255), 6), (colour, 3)):  # a white halo, then the arrow
+            for stroke in strokes:
+                draw.line(stroke, fill=fill, width=width)
+
+
+def captioned(img: Image.Image, lines: list[str]) -> torch.Tensor:
+    """The picture under a white strip holding ``lines`` of text, as a (3, H, W) tensor."""
+    font = _font(13)
+    line_h = 17
+    out = Image.new("RGB", (img.width, img.height + 6 + line_h * len(lines)), "white")
+    draw = ImageDraw.Draw(out)
+    for k, text in enumerate(lines):
+        draw.text((6, 4 + k * line_h), text, fill=(30, 30, 30), font=font)
+    out.paste(img, (0, out.height - img.height))
+    return torch.from_numpy(np.array(out)).permute(2, 0, 1).float() / 255
+
+
+def picture(model: torch.nn.Module, d: data.Prepared, size: int, title: str,
+            lines: list[tuple[float, float, float]] | None) -> torch.Tensor:
+    xmin, xmax, ymin, ymax = EXTENT
+    height, width = size, round(size * (xmax - xmin) / (ymax - ymin))
+    grid = board.grid_points(EXTENT, height, width)
+    with torch.no_grad():
+        pred = model(grid).argmax(1).reshape(height, width)
+    img = to_pil(board.region_image(pred, len(d.classes), EXTENT, points=d.test_x,
+                                    labels=d.test_y, lines=lines))
+    if lines:
+        draw_normals(img, lines, d.test_x)
+        caption = [title, "lines: w_k . x + b_k = 0, arrows: w_k (toward s_k > 0),",
+                   "in the colour of class k"]
+    else:
+        caption = [title, "regions: argmax of the MLP's scores"]
+    return captioned(img, caption)
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Toy tensors: handing each tiny step to a second thread costs more than it saves."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def run_one(model_name: str, loss: str, d: data.Prepared, args, run_dir: Path) -> dict:
+    cfg = config(model_name, loss, args.quick, args.seed, run_dir)
+    t0 = time.perf_counter()
+    model, metrics = train_model(cfg, d)
+    model.eval()
+    lines = None
+    if model_name == "linear":
+        w, b = model.weight.detach(), model.bias.detach()
+        lines = [(float(w[k, 0]), float(w[k, 1]), float(b[k])) for k in range(w.shape[0])]
+    title = (f"{'linear classifier' if model_name == 'linear' else 'sigmoid MLP'}, {loss} loss: "
+             f"test accuracy {100 * metrics['test']['accuracy']:.1f}%")
+    image = picture(model, d, args.size, title, lines)
+    run_path = Path(metrics["run_dir"])
+    board.save_png(image, run_path / "regions.png")
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run_path)) as w:
+        w.add_image("decision_regions", image, cfg.epochs)
+    return {"model": model_name, "loss": loss, "epochs": cfg.epochs,
+            "train_accuracy": metrics["train"]["accuracy"],
+            "test_accuracy": metrics["test"]["accuracy"], "hyperplanes": lines,
+            "png": str(run_path / "regions.png"), "image": image,
+            "seconds": time.perf_counter() - t0}
+
+
+def tables(r: dict) -> list[str]:
+    n = r["points"]
+    rows = [[f"{k['model']} {k['loss']}", k["epochs"], f"{100 * k['train_accuracy']:.1f}%",
+             f"{100 * k['test_accuracy']:.1f}%", f"{k['seconds']:.1f}s"] for k in r["runs"]]
+    out = [format_table(
+        f"Geometric viewpoint: 2-D toy data, 3 classes ({n['train']} train / {n['val']} val / "
+        f"{n['test']} test points), trained with train_model",
+        ["model loss", "epochs", "train acc", "test acc", "time"], rows)]
+    rows = []
+    for k in r["runs"]:
+        for c, (w1, w2, b) in enumerate(k["hyperplanes"] or []):
+            rows.append([f"{k['model']} {k['loss']}", CLASSES[c], f"{w1:+.3f}", f"{w2:+.3f}",
+                         f"{b:+.3f}"])
+    out.append(format_table("Hyperplanes w_k . x + b_k = 0: one per row of W",
+                            ["model loss", "class k", "w_k1", "w_k2", "b_k"], rows, left=2))
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    t0 = time.perf_counter()
+    args = parse_args(argv)
+    per_class = ({"train": 60, "val": 20, "test": 40} if args.quick
+                 else {"train": 200, "val": 50, "test": 100})
+    d = toy_data(per_class, args.seed)
+    run_dir = make_run_dir(args.logdir)
+    with one_thread():
+        runs = [run_one(m, loss, d, args, run_dir) for m, loss, _ in RUNS]
+    figures = []
+    if args.figures or not args.quick:
+        for k, (_, _, name) in zip(runs, RUNS):
+            path = Path(args.figures_dir) / name
+            board.save_png(k["image"], path)
+            figures.append(str(path))
+    r = {"points": {s: 3 * n for s, n in per_class.items()}, "runs": runs, "figures": figures}
+    text = tables(r)
+    print("\n\n".join(text))
+    for k in runs:
+        print(f"{k['model']} {k['loss']}: {k['png']}")
+    for path in figures:
+        print(f"figure: {path}")
+    for k in runs:
+        del k["image"]
+    r["run_dir"] = str(run_dir)
+    r["seconds"] = time.perf_counter() - t0
+    print(f"\nTensorBoard events in {run_dir} ({r['seconds']:.1f}s)")
+    return r
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
