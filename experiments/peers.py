@@ -1,0 +1,346 @@
+"""lintorch's default Fashion-MNIST runs beside the published peers, on the same data and machine.
+
+    python experiments/peers.py --json peers.json   # minutes on a 2-core CPU
+    python experiments/peers.py --quick             # 2,000 training images, 1 epoch: a smoke run
+
+Every row is one model trained from scratch in this one process, timed from loading the data set
+to the test accuracy (load + fit + predict), with ``torch.set_num_threads(--threads)`` and, for
+scikit-learn, the same number of BLAS/OpenMP threads:
+
+- lintorch: ``fit(TrainConfig(dataset="fashion-mnist", model=..., loss=...))``, everything else
+  at its default (``DATASET_DEFAULTS``), TensorBoard on; its own ``wall_time_s`` (data loading,
+  training, per-epoch logging and checkpoints, final evaluation). 59,000 training images: the
+  default holds 1,000 out for validation.
+- scikit-learn (``pip install -e ".[peers]"``; rows marked skipped without it):
+  ``LogisticRegression()``, ``SGDClassifier(loss="hinge")`` and
+  ``MLPClassifier((100,), activation="logistic")`` at their defaults, on the 60,000 training
+  images flattened and divided by 255.
+- plain torch, the loop most people write: the 60,000 images as one float tensor (x / 255,
+  standardized with the training mean and std), ``randperm`` batches of 256,
+  ``torch.optim.SGD`` + ``CosineAnnealingLR``, ``F.cross_entropy``; ``nn.Linear(784, 10)`` and
+  a 512-unit sigmoid MLP.
+
+The issue's quoted figures for the peers are printed beside the measured ones. Timings depend on
+the machine and its load; compare rows of one run, never across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lintorch import data
+from lintorch.train import TrainConfig, fit, pick_device
+
+FASHION_SYSTEM_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+BATCH_SIZE = 256  # the plain torch loops'
+
+
+@dataclass(frozen=True)
+class Peer:
+    name: str
+    group: str  # lintorch, scikit-learn or torch
+    what: str
+    quoted_accuracy: float | None = None  # the issue's figures, as fractions and seconds
+    quoted_time_s: float | None = None
+
+
+PEERS = [
+    Peer("lintorch-linear-softmax", "lintorch", "lintorch linear classifier, softmax loss"),
+    Peer("lintorch-linear-svm", "lintorch", "lintorch linear classifier, multiclass SVM loss"),
+    Peer("lintorch-mlp-softmax", "lintorch", "lintorch sigmoid MLP, softmax loss"),
+    Peer("sklearn-logreg", "scikit-learn", "LogisticRegression()", 0.8428, 8.4),
+    Peer("sklearn-sgd-hinge", "scikit-learn", 'SGDClassifier(loss="hinge")', 0.8246, 110.0),
+    Peer("sklearn-mlp", "scikit-learn", 'MLPClassifier((100,), activation="logistic")',
+         0.8834, 47.0),
+    Peer("torch-linear", "torch", "nn.Linear(784, 10) + SGD + cosine", 0.8446, 2.1),
+    Peer("torch-mlp", "torch", "784-512-10 sigmoid MLP + SGD + cosine", 0.8921, 20.0),
+]
+GROUPS = {"lintorch": "lintorch", "sklearn": "scikit-learn", "torch": "torch"}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    limit: int | None = None  # training images of every row (None: all of them)
+    epochs: int | None = None  # lintorch's epochs (None: its default)
+    torch_linear: tuple[int, float] = (5, 0.1)  # (epochs, lr) of the plain torch loops
+    torch_mlp: tuple[int, float] = (15, 0.5)
+    sgd_max_iter: int = 1000  # scikit-learn's defaults
+    mlp_max_iter: int = 200
+
+
+QUICK = Sizes(limit=2000, epochs=1, torch_linear=(1, 0.1), torch_mlp=(1, 0.5), sgd_max_iter=5,
+              mlp_max_iter=5)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rows
+
+
+def _row(peer: Peer, accuracy: float | None, wall_time_s: float | None, notes: str,
+         device: str | None = None, status: str = "measured", **detail) -> dict:
+    return {"name": peer.name, "group": peer.group, "what": peer.what, "status": status,
+            "test_accuracy": accuracy, "wall_time_s": wall_time_s,
+            "quoted_test_accuracy": peer.quoted_accuracy, "quoted_wall_time_s": peer.quoted_time_s,
+            "device": device, "notes": notes, "detail": detail}
+
+
+def run_lintorch(peer: Peer, root: str, sizes: Sizes, logdir: str, n_images: int) -> dict:
+    _, model, loss = peer.name.split("-")
+    cfg = TrainConfig(dataset="fashion-mnist", model=model, loss=loss, data_root=root,
+                      no_download=True, quiet=True, tensorboard=True,
+                      logdir=str(Path(logdir) / "peers"), run_name=f"{model}-{loss}",
+                      epochs=sizes.epochs, limit=sizes.limit)
+    metrics = fit(cfg)
+    c = metrics["config"]
+    hidden = f"hidden {c['hidden']}, " if model == "mlp" else ""
+    n = min(n_images - c["val_size"], c["limit"] or n_images)
+    notes = (f"{hidden}{c['epochs']} ep, batch {c['batch_size']}, lr {c['lr']:g} {c['lr_decay']}, "
+             f"reg {c['reg']:g}; {n:,} train")
+    return _row(peer, metrics["test"]["accuracy"], metrics["wall_time_s"], notes,
+                metrics["device"], load_s=metrics["data_load_s"], run_dir=metrics["run_dir"],
+                config=c)
+
+
+def sklearn_estimator(name: str, sizes: Sizes):
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.neural_network import MLPClassifier
+
+    if name == "sklearn-logreg":
+        return LogisticRegression()
+    if name == "sklearn-sgd-hinge":
+        # random_state only fixes the shuffling, so that two runs agree
+        return SGDClassifier(loss="hinge", max_iter=sizes.sgd_max_iter, random_state=0)
+    return MLPClassifier((100,), activation="logistic", max_iter=sizes.mlp_max_iter,
+                         random_state=0)
+
+
+def run_sklearn(peer: Peer, root: str, sizes: Sizes, threads: int) -> dict:
+    try:
+        import sklearn
+        from sklearn.exceptions import ConvergenceWarning
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return _row(peer, None, None, 'skipped: scikit-learn is not installed '
+                    '(pip install -e ".[peers]")', status="skipped")
+    estimator = sklearn_estimator(peer.name, sizes)
+    with threadpool_limits(limits=threads), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        t0 = time.perf_counter()
+        raw = data.load_dataset("fashion-mnist", root, download=False)
+        X = raw.train_images.flatten(1)[:sizes.limit].numpy() / 255.0
+        y = raw.train_labels[:sizes.limit].numpy()
+        X_test, y_test = raw.test_images.flatten(1).numpy() / 255.0, raw.test_labels.numpy()
+        t1 = time.perf_counter()
+        estimator.fit(X, y)
+        t2 = time.perf_counter()
+        accuracy = float((estimator.predict(X_test) == y_test).mean())
+        t3 = time.perf_counter()
+    n_iter = getattr(estimator, "n_iter_", None)
+    n_iter = int(max(n_iter)) if hasattr(n_iter, "__len__") else n_iter
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    notes = f"{len(y):,} train, {n_iter} iter" + ("" if converged else ", not converged")
+    return _row(peer, accuracy, t3 - t0, notes, "cpu", load_s=t1 - t0, fit_s=t2 - t1,
+                predict_s=t3 - t2, n_iter=n_iter, converged=converged,
+                sklearn_version=sklearn.__version__, params=_jsonable(estimator.get_params()))
+
+
+def _jsonable(params: dict) -> dict:
+    return {k: v if isinstance(v, (int, float, str, bool, type(None))) else repr(v)
+            for k, v in params.items()}
+
+
+def run_torch(peer: Peer, root: str, sizes: Sizes, device: torch.device) -> dict:
+    """The plain loop: whole tensors in memory, a random order per epoch cut into batches."""
+    epochs, lr = sizes.torch_linear if peer.name == "torch-linear" else sizes.torch_mlp
+    t0 = time.perf_counter()
+    raw = data.load_dataset("fashion-mnist", root, download=False)
+    x = raw.train_images.flatten(1)[:sizes.limit].to(device).float() / 255
+    y = raw.train_labels[:sizes.limit].to(device)
+    mean, std = x.mean(), x.std()
+    x = (x - mean) / std
+    x_test = (raw.test_images.flatten(1).to(device).float() / 255 - mean) / std
+    y_test = raw.test_labels.to(device)
+    t1 = time.perf_counter()
+
+    torch.manual_seed(0)
+    if peer.name == "torch-linear":
+        model = nn.Linear(784, 10)
+    else:
+        model = nn.Sequential(nn.Linear(784, 512), nn.Sigmoid(), nn.Linear(512, 10))
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(y), device=device).split(BATCH_SIZE):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        scheduler.step()
+    with torch.no_grad():
+        accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+    t2 = time.perf_counter()
+    notes = f"{epochs} ep, batch {BATCH_SIZE}, lr {lr:g} cosine; {len(y):,} train"
+    return _row(peer, accuracy, t2 - t0, notes, str(device), load_s=t1 - t0,
+                fit_predict_s=t2 - t1, epochs=epochs, lr=lr, batch_size=BATCH_SIZE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.2f}"
+
+
+def _sec(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def format_table(rows: list[dict]) -> str:
+    header = ["name", "test acc %", "time s", "quoted acc %", "quoted s", "notes"]
+    cells = [[r["name"], _pct(r["test_accuracy"]), _sec(r["wall_time_s"]),
+              _pct(r["quoted_test_accuracy"]), _sec(r["quoted_wall_time_s"]), r["notes"]]
+             for r in rows]
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
+    right = {1, 2, 3, 4}
+
+    def line(cs: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cs, widths))).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, cells)])
+
+
+def default_root(data_root: str | None) -> str:
+    return data_root or os.environ.get("LINTORCH_DATA") or FASHION_SYSTEM_ROOT
+
+
+def select(only: list[str] | None) -> list[Peer]:
+    if not only:
+        return list(PEERS)
+    wanted = {p.name for p in PEERS if p.name in only or p.group in {GROUPS.get(o) for o in only}}
+    return [p for p in PEERS if p.name in wanted]
+
+
+def _say(*args) -> None:
+    print(*args, file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> dict:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:  # main() may be called in-process (the tests): leave torch as it was
+        torch.set_num_threads(threads)
+
+
+def warm_up(root: str, peers: list[Peer], sizes: Sizes) -> tuple[int, str | None]:
+    """Untimed: a first read of the data set fills the page cache, and the one-time costs of a
+    process are paid here rather than by whichever row comes first -- the imports, and the
+    first ``torch.optim`` optimizer, which imports torch._dynamo (seconds). Returns the number
+    of training images and scikit-learn's version (None when it is not installed)."""
+    n_images = len(data.load_dataset("fashion-mnist", root, download=False).train_labels)
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    if any(p.group == "lintorch" for p in peers):
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    try:
+        import sklearn
+
+        sklearn_estimator("sklearn-logreg", sizes)
+        return n_images, sklearn.__version__
+    except ImportError:
+        return n_images, None
+
+
+def _run(args: argparse.Namespace) -> dict:
+    sizes = QUICK if args.quick else Sizes()
+    root = default_root(args.data_root)
+    device = pick_device("auto")  # where lintorch's default run trains; the torch loops too
+    peers = select(args.only)
+    n_images, sklearn_version = warm_up(root, peers, sizes)
+    report = {
+        "quick": args.quick,
+        "data_root": str(root),
+        "environment": {
+            "torch": torch.__version__, "sklearn": sklearn_version,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "cpu_count": os.cpu_count(), "threads": torch.get_num_threads(),
+            "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
+            "load_average_start": os.getloadavg(),
+        },
+        "rows": [],
+    }
+    for peer in peers:
+        _say(f"{peer.name}: {peer.what}")
+        if peer.group == "lintorch":
+            row = run_lintorch(peer, root, sizes, args.logdir, n_images)
+        elif peer.group == "scikit-learn":
+            row = run_sklearn(peer, root, sizes, args.threads)
+        else:
+            row = run_torch(peer, root, sizes, device)
+        report["rows"].append(row)
+    report["environment"]["load_average_end"] = os.getloadavg()
+    return report
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    names = [p.name for p in PEERS] + list(GROUPS)
+    parser = argparse.ArgumentParser(
+        description="lintorch's default Fashion-MNIST runs beside scikit-learn and plain torch "
+                    "loops: test accuracy and wall time, one process, one machine.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--data-root", default=None,
+                        help=f"folder holding Fashion-MNIST (default: $LINTORCH_DATA, else "
+                             f"{FASHION_SYSTEM_ROOT})")
+    parser.add_argument("--logdir", default="runs",
+                        help="lintorch's runs go to LOGDIR/peers/ (TensorBoard, metrics.json)")
+    parser.add_argument("--only", nargs="+", choices=names, metavar="NAME", default=None,
+                        help=f"run only these rows or groups: {', '.join(names)}")
+    parser.add_argument("--threads", type=_positive_int, default=2,
+                        help="torch threads, and BLAS/OpenMP threads of scikit-learn")
+    parser.add_argument("--quick", action="store_true",
+                        help="2,000 training images, 1 epoch, max_iter 5: a smoke run")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write JSON to PATH")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    report = run(args)
+    env = report["environment"]
+    print(f"Fashion-MNIST from {report['data_root']}; torch {env['torch']}, scikit-learn "
+          f"{env['sklearn'] or 'not installed'}; {env['threads']} thread(s) on {env['cpu_count']} "
+          f"CPUs, device {env['device']}; load average {env['load_average_start'][0]:.1f} -> "
+          f"{env['load_average_end'][0]:.1f}"
+          f"{'; --quick: sizes shrunk, figures not comparable' if report['quick'] else ''}")
+    print(format_table(report["rows"]))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except data.DataError as e:
+        sys.exit(f"error: {e}")
