@@ -37,20 +37,22 @@ DTYPES = ("float32", "float64")
 # (README, "Choosing the defaults"). CIFAR-10's come from the course's published settings.
 DATASET_DEFAULTS = {
     "cifar10": {
-        "linear": dict(epochs=10, batch_size=200, lr=5e-3, lr_decay="cosine", reg=2.5e-3),
+        # The course's lr 1e-7 and reg 2.5e4 on raw 0..255 pixels, rescaled to standardized
+        # inputs (std ~ 64 per channel): lr x 64^2, reg / 64^2; 1,500 steps of 200 ~ 6 epochs.
+        "linear": dict(epochs=6, batch_size=200, lr=4e-4, lr_decay="none", reg=6.0),
         "mlp": dict(epochs=20, batch_size=200, lr=0.2, lr_decay="cosine", reg=5e-5,
                     hidden=[512]),
     },
     "fashion-mnist": {
-        "linear": dict(epochs=8, batch_size=256, lr=0.05, lr_decay="cosine", reg=1e-4),
+        "linear": dict(epochs=15, batch_size=128, lr=0.05, lr_decay="cosine", reg=1e-3),
         "mlp": dict(epochs=20, batch_size=128, lr=0.5, lr_decay="cosine", reg=0.0,
                     hidden=[512]),
     },
 }
 DATASET_DEFAULTS["mnist"] = DATASET_DEFAULTS["fashion-mnist"]
-# The SVM's gradient is bounded (no exp), so it tolerates the same rates; kept per loss for tuning.
+# Rates for the SVM where its validation accuracy preferred another one.
 SVM_OVERRIDES = {
-    "fashion-mnist": {"linear": dict(lr=0.01)},
+    "fashion-mnist": {"linear": dict(lr=5e-3)},
 }
 SVM_OVERRIDES["mnist"] = SVM_OVERRIDES["fashion-mnist"]
 PER_DATASET = ("epochs", "batch_size", "lr", "lr_decay", "reg", "hidden")
@@ -346,36 +348,43 @@ def train_model(config: TrainConfig, prepared: data.Prepared | None = None
             t_epoch = time.perf_counter()
             gen = epoch_generator(cfg.seed, epoch, device)
             lr = optimizer.param_groups[0]["lr"]
-            # Sums stay on the device and are read once per epoch: no host sync in the loop.
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-            penalty_sum = torch.zeros((), device=device, dtype=torch.float64)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            first_bad = torch.full((), -1, device=device, dtype=torch.long)
+            # Per-step numbers stay on the device and are read once per epoch: no host sync
+            # inside the loop, and no extra arithmetic in it either.
+            data_losses, penalties, corrects, sizes = [], [], [], []
             bar = _progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", cfg.quiet)
             model.train()
-            for step, idx in enumerate(data.batch_indices(n, cfg.batch_size, gen, device)):
-                x, y = d.train_x[idx], d.train_y[idx]
+            for idx in data.batch_indices(n, cfg.batch_size, gen, device):
+                # index_select is a plain gather, several times faster than x[idx] on a CPU
+                x, y = d.train_x.index_select(0, idx), d.train_y.index_select(0, idx)
                 if cfg.augment:
                     x = data.augment(x, gen)
                 scores = model(x)
                 L = loss_fn(scores, y)
-                R = sum(penalty(w) for w in weights) if cfg.reg > 0 else scores.new_zeros(())
                 optimizer.zero_grad(set_to_none=True)
-                (L + cfg.reg * R).backward()
+                if cfg.reg > 0:
+                    R = penalty(weights[0]) if len(weights) == 1 else sum(map(penalty, weights))
+                    (L + cfg.reg * R).backward()
+                    penalties.append(R.detach())
+                else:
+                    L.backward()
                 optimizer.step()
-                with torch.no_grad():
-                    loss_sum += L.detach() * y.shape[0]
-                    penalty_sum += R.detach() * y.shape[0]
-                    correct += (scores.argmax(1) == y).sum()
-                    bad = ~torch.isfinite(L.detach() + R.detach())
-                    first_bad = torch.where(bad & (first_bad < 0), step + 1, first_bad)
+                data_losses.append(L.detach())
+                corrects.append((scores.argmax(1) == y).sum())
+                sizes.append(y.shape[0])
                 if bar is not None:
                     bar.update(1)
             if bar is not None:
                 bar.close()
-            if int(first_bad) >= 0:
-                raise TrainingDiverged(epoch, int(first_bad),
+            weight = torch.tensor(sizes, device=device, dtype=torch.float64)
+            step_losses = torch.stack(data_losses).double()
+            step_penalties = torch.stack(penalties).double() if penalties else 0 * step_losses
+            bad = (~torch.isfinite(step_losses + step_penalties)).nonzero()
+            if bad.numel():
+                raise TrainingDiverged(epoch, int(bad[0]) + 1,
                                        ckpt_path if ckpt_path.exists() else None)
+            loss_sum = (step_losses * weight).sum()
+            penalty_sum = (step_penalties * weight).sum()
+            correct = torch.stack(corrects).sum()
             val_loss, val_acc, _ = evaluate(model, d.val_x, d.val_y, loss_fn)
             scheduler.step()
             row = {"epoch": epoch, "train_loss": float(loss_sum) / n,
