@@ -1,0 +1,218 @@
+"""Losses and models: the SVM against the softmax loss, the linear classifier against sigmoid
+MLPs of depth 1 to 3, and the linear classifier's class templates.
+
+    python experiments/losses_and_models.py --dataset fashion-mnist \\
+        --data-root /usr/share/datasets/fashion-mnist
+
+Each model is trained by ``lintorch.train.train_model`` on the same ``--limit`` training images
+for ``--epochs`` epochs, its other settings (rate, batch size, decay, penalty) being the data
+set's defaults for that model and loss (DATASET_DEFAULTS in lintorch/train.py):
+
+  linear svm      f = Wx + b, multiclass hinge loss
+  linear softmax  f = Wx + b, cross-entropy
+  mlp-1 .. mlp-3  f = W_k sigma(... sigma(W_1 x + b_1) ...) + b_k with hidden layers
+                  512 / 512-256 / 512-256-128 (--quick: 32 / 32-16 / 32-16-8), cross-entropy
+
+The visual viewpoint: each row of the linear classifier's W, reshaped to the image's shape, is a
+template of its class. The templates of both linear runs go to TensorBoard (image ``templates``
+of the run, logged by ``fit`` every epoch), to templates.png in the run folder and -- with
+``--figures``, or always without ``--quick`` -- to
+experiments/figures/templates_<dataset>_<loss>.png.
+
+Runs: LOGDIR/losses_and_models/<dataset>-<time>/<model>-<loss>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from lintorch import board, data
+from lintorch.train import TrainConfig, pick_device, train_model
+
+EXPERIMENT = "losses_and_models"
+FIGURES = Path(__file__).resolve().parent / "figures"
+HIDDEN = [[512], [512, 256], [512, 256, 128]]
+HIDDEN_QUICK = [[32], [32, 16], [32, 16, 8]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line, the run folder and the tables (each experiment carries its own copy)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python experiments/losses_and_models.py", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--dataset", choices=data.DATASETS, default=None,
+                   help="data set (default: cifar10 if found under the data root, else "
+                        "fashion-mnist)")
+    p.add_argument("--data-root", default=None,
+                   help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
+    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
+                   "LOGDIR/losses_and_models/<dataset>-<time>/<model>-<loss>")
+    p.add_argument("--quick", action="store_true",
+                   help="few images, one epoch, tiny MLPs (seconds)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for torch (0: torch's default, one per core); these "
+                        "steps are small, so a second thread gains little, and on a busy "
+                        "machine it costs a lot")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="auto = cuda when available")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of every model (default 10, --quick 1)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="training images (default: all, --quick 1000)")
+    p.add_argument("--figures", action="store_true",
+                   help="also write the template PNGs to --figures-dir (always done without "
+                        "--quick)")
+    p.add_argument("--figures-dir", default=str(FIGURES), help="folder for --figures")
+    args = p.parse_args(argv)
+    if args.dataset is None:
+        args.dataset = data.find_dataset(args.data_root) or "fashion-mnist"
+    if args.epochs is None:
+        args.epochs = 1 if args.quick else 10
+    if args.limit is None and args.quick:
+        args.limit = 1000
+    if args.epochs < 1 or (args.limit is not None and args.limit < 1):
+        p.error("--epochs and --limit must be positive")
+    return args
+
+
+def make_run_dir(logdir: str, name: str) -> Path:
+    base = Path(logdir) / EXPERIMENT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path, k = base, 1
+    while path.exists():
+        k += 1
+        path = base.with_name(f"{base.name}-{k}")
+    path.mkdir(parents=True)
+    return path
+
+
+def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
+    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+
+    def line(row):
+        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    lines = [line(row) for row in cells]
+    rule = "-" * max(len(text) for text in lines)
+    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
+
+
+def load_data(args: argparse.Namespace) -> data.Prepared:
+    raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
+    d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
+                     device=pick_device(args.device), limit=args.limit)
+    if args.quick:  # the test set only scores the final weights: a slice does in seconds
+        d = dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500])
+    return d
+
+
+@contextlib.contextmanager
+def threads(n: int):
+    """``n`` CPU threads for torch while the experiment runs (0: leave torch's default)."""
+    old = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------------------------
+# The runs
+
+
+def runs(quick: bool) -> list[tuple[str, str, list[int] | None]]:
+    """(name, loss, hidden sizes or None for the linear classifier) of each run."""
+    hidden = HIDDEN_QUICK if quick else HIDDEN
+    return ([("linear", "svm", None), ("linear", "softmax", None)]
+            + [(f"mlp-{len(h)}", "softmax", h) for h in hidden])
+
+
+def train_one(name: str, loss: str, hidden: list[int] | None, d: data.Prepared, args,
+              run_dir: Path) -> dict:
+    cfg = TrainConfig(dataset=args.dataset, model="linear" if hidden is None else "mlp",
+                      hidden=hidden, loss=loss, epochs=args.epochs, limit=d.train_x.shape[0],
+                      seed=args.seed, device=args.device, logdir=str(run_dir),
+                      run_name=f"{name}-{loss}", quiet=True)
+    t0 = time.perf_counter()
+    model, metrics = train_model(cfg, d)
+    seconds = time.perf_counter() - t0
+    c = metrics["config"]
+    r = {"model": name, "loss": loss, "hidden": hidden,
+         "parameters": sum(p.numel() for p in model.parameters()), "epochs": c["epochs"],
+         "batch_size": c["batch_size"], "lr": c["lr"], "lr_decay": c["lr_decay"],
+         "reg": c["reg"], "train_accuracy": metrics["train"]["accuracy"],
+         "val_accuracy": metrics["val"]["accuracy"], "test_accuracy": metrics["test"]["accuracy"],
+         "seconds": seconds, "run_dir": metrics["run_dir"]}
+    if hidden is None:
+        grid = board.template_grid(model.templates(d.image_shape), d.classes)
+        r["templates_png"] = str(Path(metrics["run_dir"]) / "templates.png")
+        board.save_png(grid, r["templates_png"])
+        r["templates"] = grid
+    return r
+
+
+def table(r: dict) -> str:
+    rows = [[k["model"], k["loss"], "-".join(map(str, k["hidden"])) if k["hidden"] else "-",
+             f"{k['parameters']:,}", k["batch_size"], f"{k['lr']:g}", k["lr_decay"],
+             f"{k['reg']:g}", f"{100 * k['train_accuracy']:.1f}%",
+             f"{100 * k['val_accuracy']:.1f}%", f"{100 * k['test_accuracy']:.1f}%",
+             f"{k['seconds']:.1f}s"] for k in r["runs"]]
+    title = (f"Losses and models on {r['dataset']}: {r['train_images']} training images, "
+             f"{r['runs'][0]['epochs']} epochs each; batch, rate, decay and penalty: the data "
+             f"set's defaults per model and loss.")
+    return format_table(title, ["model", "loss", "hidden", "parameters", "batch", "lr", "decay",
+                                "reg", "train acc", "val acc", "test acc", "time"], rows, left=3)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    t0 = time.perf_counter()
+    args = parse_args(argv)
+    d = load_data(args)
+    run_dir = make_run_dir(args.logdir, args.dataset)
+    with threads(args.threads):
+        results = [train_one(name, loss, hidden, d, args, run_dir)
+                   for name, loss, hidden in runs(args.quick)]
+    figures = []
+    if args.figures or not args.quick:
+        for k in results:
+            if "templates" in k:
+                path = Path(args.figures_dir) / f"templates_{args.dataset}_{k['loss']}.png"
+                board.save_png(k["templates"], path)
+                figures.append(str(path))
+    for k in results:
+        k.pop("templates", None)
+    r = {"dataset": args.dataset, "train_images": d.train_x.shape[0], "runs": results,
+         "figures": figures}
+    print(table(r))
+    for k in results:
+        if "templates_png" in k:
+            print(f"templates, linear {k['loss']}: {k['templates_png']}")
+    for path in figures:
+        print(f"figure: {path}")
+    r["run_dir"] = str(run_dir)
+    r["seconds"] = time.perf_counter() - t0
+    print(f"\nCurves and templates: tensorboard --logdir {run_dir} ({r['seconds']:.1f}s)")
+    return r
+
+
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except data.DataError as e:
+        sys.exit(f"error: {e}")
