@@ -1,6 +1,8 @@
-"""How fast is lintorch's training, and why: against the floor and the usual torchvision pipeline.
+"""How fast is lintorch's training, and why: against the floor and the usual torchvision pipeline;
+and what a (learning rate x regularization) sweep costs.
 
-    python experiments/benchmark.py --json bench.json   # ~6 minutes on a busy 2-core CPU
+    python experiments/benchmark.py --json bench.json   # ~6 minutes on a busy 2-core CPU for
+                                                        # (a)-(e), a couple more for (f), (g)
     python experiments/benchmark.py --quick             # every size shrunk: a smoke run
 
 Every speed figure is a ratio of two things timed alternately in this one process, so a machine
@@ -16,7 +18,16 @@ then multi-threaded ops stall on descheduled threads, unevenly; the table warns,
 (c) the custom losses against torch's built-ins (``lintorch.compare.loss_speed``);
 (d) the time to load the data set, and the peak resident memory of a default training run
     (``python -m lintorch.train``, in a child process);
-(e) on a CUDA GPU when there is one: (a)-(c) there, and the default run's wall time.
+(e) on a CUDA GPU when there is one: (a)-(c), (f) and (g) there, and the default run's wall
+    time;
+(f) a 5 x 5 sweep (``lintorch.sweep.run``, 25 models) against one model (``fit``) on the same
+    prepared tensors, same epochs and batch size, both without TensorBoard, taking turns: the
+    ratio of their wall times (issue #6: at most 3x on a CPU, 2x on a CUDA GPU); the JSON adds
+    the per-epoch ratio and the 25 models' bare matrix products per epoch, a floor no sweep has
+    under it;
+(g) the peak resident memory of ``python -m lintorch.sweep`` training those 25 models for one
+    epoch on the CIFAR-10-sized set, in a child process like (d)'s (issue #6: at most 2.5 GB;
+    nothing a run allocates grows with the epochs).
 
 Data: the real CIFAR-10 when --data-root or $LINTORCH_DATA holds it, otherwise a full-size one
 of random pixels (50,000 + 10,000 images, the official file format) written to a temporary
@@ -47,7 +58,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from lintorch import compare, data
+from lintorch import compare, data, sweep
 from lintorch.train import TrainConfig, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,14 +73,20 @@ TARGETS = {
     "loss_large": ("<=", 1.0),
     "load_s": ("<=", 3.0),
     "peak_rss_gb": ("<=", 2.0),
+    "sweep_vs_fit_cpu": ("<=", 3.0),
+    "sweep_vs_fit_cuda": ("<=", 2.0),
+    "sweep_peak_rss_gb": ("<=", 2.5),
 }
+SWEEP_LRS = [1e-3, 3e-3, 1e-2, 3e-2, 1e-1]
+SWEEP_REGS = [0.0, 1e-4, 1e-3, 1e-2, 1e-1]
+SWEEP_ONE = (1e-2, 1e-3)  # the one model (f) times alone: the grid's middle point
 
 
 @dataclasses.dataclass
 class Sizes:
     cifar_per_batch: int = 10_000  # x 5 training batches
     cifar_test: int = 10_000
-    limit: int | None = None  # training images for (a) and (b)
+    limit: int | None = None  # training images for (a), (b) and (f)
     epochs: int = 3  # per timed fit; the first is a warm-up and not counted
     rounds: int = 3  # alternations of (a)/(b)
     loss_sizes: tuple[int, int] = (256, 50_000)
@@ -77,11 +94,16 @@ class Sizes:
     min_block_s: float = 0.02
     load_repeats: int = 3
     child_args: tuple[str, ...] = ()  # extra flags of the default run
+    sweep_epochs: int = 3  # per timed fit and sweep of (f), all counted
+    sweep_rounds: int = 2  # alternations of fit and sweep
+    sweep_child_args: tuple[str, ...] = ("--epochs", "1")  # extra flags of (g)'s sweep
 
 
 QUICK = Sizes(cifar_per_batch=300, cifar_test=300, limit=1500, epochs=2, rounds=1,
               loss_sizes=(256, 2048), loss_repeats=3, min_block_s=0.005, load_repeats=1,
-              child_args=("--epochs", "1", "--limit", "1000", "--val-size", "200"))
+              child_args=("--epochs", "1", "--limit", "1000", "--val-size", "200"),
+              sweep_epochs=1, sweep_rounds=1,
+              sweep_child_args=("--epochs", "1", "--val-size", "200"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,9 +284,8 @@ def measure_load(name: str, root: str, sizes: Sizes) -> tuple[data.RawData, dict
 # Linux carries ru_maxrss across fork and exec, so a child started by this (large) process would
 # report this process's peak; /proc/self/status's VmHWM belongs to the child's own memory map.
 _CHILD = """
-import json, resource, sys
-from lintorch import train
-code = train.main(sys.argv[1:])
+import importlib, json, resource, sys
+code = importlib.import_module(sys.argv[1]).main(sys.argv[2:])
 try:
     with open("/proc/self/status") as f:
         peak_kib = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
@@ -275,22 +296,28 @@ print("BENCHMARK-CHILD", json.dumps({"exit_code": code, "peak_kib": peak_kib}))
 """
 
 
-def measure_default_run(name: str, root: str, sizes: Sizes, device: str, tmp: str
-                        ) -> list[dict]:
-    """(d), (e): ``python -m lintorch.train`` with the data set's defaults, in a child process
-    that reports its own peak RSS; wall time as the user sees it, interpreter start-up
-    included."""
-    args = ["--dataset", name, "--data-root", str(root), "--no-download", "--device", device,
-            "--logdir", str(Path(tmp) / "default-runs"), "--quiet", *sizes.child_args]
+def run_child(module: str, args: list[str]) -> tuple[float, float]:
+    """``python -m <module> <args>`` in a child process that reports its own peak RSS:
+    (peak RSS in GB, wall seconds as the user sees them, interpreter start-up included)."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, *args], capture_output=True, text=True,
-                          cwd=REPO)
+    proc = subprocess.run([sys.executable, "-c", _CHILD, module, *args], capture_output=True,
+                          text=True, cwd=REPO)
     wall = time.perf_counter() - t0
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("BENCHMARK-CHILD ")), None)
     child = json.loads(line.split(" ", 1)[1]) if line else {}
     if proc.returncode != 0 or child.get("exit_code") != 0:
-        raise RuntimeError(f"the default run failed: {proc.stderr[-2000:]}")
-    rss_gb = child["peak_kib"] * 1024 / 1e9
+        raise RuntimeError(f"python -m {module} failed ({proc.returncode}): "
+                           f"{proc.stderr[-2000:]}")
+    return child["peak_kib"] * 1024 / 1e9, wall
+
+
+def measure_default_run(name: str, root: str, sizes: Sizes, device: str, tmp: str
+                        ) -> list[dict]:
+    """(d), (e): ``python -m lintorch.train`` with the data set's defaults: peak RSS, and wall
+    time."""
+    args = ["--dataset", name, "--data-root", str(root), "--no-download", "--device", device,
+            "--logdir", str(Path(tmp) / "default-runs"), "--quiet", *sizes.child_args]
+    rss_gb, wall = run_child("lintorch.train", args)
     cmd = "python -m lintorch.train " + " ".join(args)
     return [
         _measurement("d", "peak RSS of a default training run", name, device, rss_gb, "GB",
@@ -298,6 +325,92 @@ def measure_default_run(name: str, root: str, sizes: Sizes, device: str, tmp: st
         _measurement("d" if device == "cpu" else "e", "wall time of a default training run",
                      name, device, wall, "s", None, command=cmd),
     ]
+
+
+@torch.no_grad()
+def matmul_floor_epoch(d: data.Prepared, batch_size: int, models: int, device: str) -> float:
+    """(f)'s floor: seconds for the arithmetic no K-model step can skip: per batch, the scores
+    of all K models (one (B, D) x (D, K*C) product) and their weight gradient (one
+    (K*C, B) x (B, D) product), over one epoch. Nothing else: no loss, no update, no
+    bookkeeping."""
+    n, c = d.train_x.shape[0], len(d.classes)
+    x_all = d.train_x.flatten(1)
+    W = torch.zeros(models * c, x_all.shape[1], device=device, dtype=x_all.dtype)
+    b = torch.zeros(models * c, device=device, dtype=x_all.dtype)
+    order = torch.randperm(n, device=device)
+    _sync(device)
+    t0 = time.perf_counter()
+    for idx in order.split(batch_size):
+        x = x_all.index_select(0, idx)
+        s = torch.addmm(b, x, W.T)
+        s.T @ x
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def measure_sweep_speed(raw: data.RawData, sizes: Sizes, device: str, tmp: str) -> dict:
+    """(f) on one data set and device: wall time of the 5 x 5 sweep / wall time of one fit.
+
+    Why the CPU figure depends on the data's width: a step of K models costs K times the matrix
+    multiplies of one (4 N D C flops per model and epoch), and on a CPU one model's step is
+    mostly fixed per-step overhead, not arithmetic. The ratio is therefore about
+    (K * gemm + overhead) / (gemm + overhead): small when D C is small (Fashion-MNIST, D = 784),
+    larger for CIFAR-10 (D = 3072). On a GPU the K models' arithmetic is nearly free and the
+    step count rules.
+    """
+    d = data.prepare(raw, device=device, limit=sizes.limit)
+    cfg = TrainConfig(dataset=raw.name, epochs=sizes.sweep_epochs, device=device, logdir=tmp,
+                      tensorboard=False, quiet=True).resolved()
+    one = dataclasses.replace(cfg, lr=SWEEP_ONE[0], reg=SWEEP_ONE[1])
+    models = len(SWEEP_LRS) * len(SWEEP_REGS)
+    calls = {"fit": lambda: fit(one, prepared=d),
+             "sweep": lambda: sweep.run(cfg, SWEEP_LRS, SWEEP_REGS, prepared=d)}
+
+    def timed(what: str) -> tuple[float, dict]:
+        _sync(device)
+        t0 = time.perf_counter()
+        result = calls[what]()
+        _sync(device)
+        return time.perf_counter() - t0, result
+
+    timed("fit")  # warm-up: first-call costs (allocator, kernels, MKL) are no one's fault
+    walls: dict[str, list[float]] = {"fit": [], "sweep": []}
+    epochs: dict[str, list[float]] = {"fit": [], "sweep": []}
+    floor, diverged = [], 0
+    for r in range(sizes.sweep_rounds):
+        floor.append(matmul_floor_epoch(d, cfg.batch_size, models, device))
+        for what in (["fit", "sweep"] if r % 2 == 0 else ["sweep", "fit"]):
+            wall, result = timed(what)
+            walls[what].append(wall)
+            history = (result["history"] if what == "fit" else
+                       next(m["history"] for m in result["models"] if not m["diverged"]))
+            epochs[what] += [row["epoch_time_s"] for row in history]
+            if what == "sweep":
+                diverged = sum(m["diverged"] for m in result["models"])
+    fit_epoch = statistics.median(epochs["fit"])
+    target = "sweep_vs_fit_cuda" if torch.device(device).type == "cuda" else "sweep_vs_fit_cpu"
+    return _measurement(
+        "f", f"5 x 5 sweep / one model, wall time, {sizes.sweep_epochs} epoch(s)", raw.name,
+        device, statistics.median(walls["sweep"]) / statistics.median(walls["fit"]), "x",
+        target, fit_wall_s=walls["fit"], sweep_wall_s=walls["sweep"],
+        epoch_ratio=statistics.median(epochs["sweep"]) / fit_epoch,
+        # the 25 models' matrix products alone / one model's whole epoch: no implementation of
+        # the sweep can have an epoch ratio below this
+        matmul_floor_ratio=statistics.median(floor) / fit_epoch, matmul_floor_epoch_s=floor,
+        fit_epoch_s=epochs["fit"], sweep_epoch_s=epochs["sweep"],
+        train_images=d.train_x.shape[0], batch_size=cfg.batch_size, models=models,
+        diverged=diverged)
+
+
+def measure_sweep_memory(root: str, sizes: Sizes, device: str, tmp: str) -> dict:
+    """(g): ``python -m lintorch.sweep`` of the 25 models on CIFAR-10: its peak RSS."""
+    args = ["--dataset", "cifar10", "--data-root", str(root), "--no-download", "--device",
+            device, "--lr", *map(str, SWEEP_LRS), "--reg", *map(str, SWEEP_REGS),
+            "--logdir", str(Path(tmp) / "sweep-runs"), "--quiet", *sizes.sweep_child_args]
+    rss_gb, wall = run_child("lintorch.sweep", args)
+    return _measurement("g", "peak RSS of a 25-model sweep", "cifar10", device, rss_gb, "GB",
+                        "sweep_peak_rss_gb", command="python -m lintorch.sweep " + " ".join(args),
+                        wall_s=wall)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,15 +506,21 @@ def run(args: argparse.Namespace) -> dict:
             out.append(load)
             for device in devices:
                 out += measure_training(raw, sizes, device, tmp)
+            for device in devices:
+                _say(f"{name}: (f) 5 x 5 sweep against one model on {device}")
+                out.append(measure_sweep_speed(raw, sizes, device, tmp))
             del raw
             gc.collect()
             for device in devices:
                 _say(f"{name}: default training run on {device}")
                 out += measure_default_run(name, root, sizes, device, tmp)
+                if name == "cifar10":
+                    _say(f"{name}: (g) 25-model sweep run on {device}")
+                    out.append(measure_sweep_memory(root, sizes, device, tmp))
         for device in devices:
             _say(f"(c) losses on {device}")
             out += measure_losses(sizes, device)
-    order = {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4}
+    order = {"a": 0, "b": 1, "c": 2, "d": 3, "e": 4, "f": 5, "g": 6}
     out.sort(key=lambda m: (m["device"] != "cpu", order[m["key"]]))  # stable: CPU first
     report["environment"]["load_average_end"] = os.getloadavg()
     targeted = [m for m in out if m["target"] is not None]
@@ -412,7 +531,8 @@ def run(args: argparse.Namespace) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Benchmark lintorch's training against the floor and the usual torchvision "
-                    "pipeline, its losses against torch's; prints PASS/MISS per target.",
+                    "pipeline, its losses against torch's, a 5 x 5 sweep against one model; "
+                    "prints PASS/MISS per target.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--data-root", default=None,
                         help="folder that may hold CIFAR-10 (unset: $LINTORCH_DATA, else "
@@ -444,6 +564,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{env['cpu_count']} CPUs): multi-threaded ops then stall on descheduled threads "
               "and CPU ratios mean little; --threads 1 is steadier")
     print(format_table(report["measurements"]))
+    for m in report["measurements"]:
+        if m["key"] == "f":
+            det = m["detail"]
+            fit_s, sweep_s = (statistics.median(det[k]) for k in ("fit_wall_s", "sweep_wall_s"))
+            print(f"  (f) {m['dataset']} on {m['device']}: one model {fit_s:.2f}s, 25 models "
+                  f"{sweep_s:.2f}s; per epoch {det['epoch_ratio']:.2f}x, of which the 25 "
+                  f"models' matrix products alone take {det['matmul_floor_ratio']:.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

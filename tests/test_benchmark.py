@@ -1,5 +1,6 @@
 """experiments/benchmark.py: the floor does the same update as training, the pipeline sees the
-same images, and a --quick run writes the JSON it promises. No timing is asserted."""
+same images, and a --quick run writes the JSON it promises, the sweep's (f) and (g) included. No
+timing is asserted."""
 
 from __future__ import annotations
 
@@ -76,14 +77,24 @@ def test_quick_run_writes_the_json_with_positive_ratios(tmp_path, device):
     assert report["quick"] is True
     assert report["datasets"]["cifar10"]["source"].startswith("random pixels")
     ms = report["measurements"]
-    assert {m["key"] for m in ms} >= ({"a", "b", "c", "d"} | ({"e"} if device == "cuda" else set()))
-    assert {m["device"] for m in ms if m["key"] in "abc"} == {device}
+    assert {m["key"] for m in ms} >= ({"a", "b", "c", "d", "f", "g"}
+                                      | ({"e"} if device == "cuda" else set()))
+    assert {m["device"] for m in ms if m["key"] in "abcfg"} == {device}
+    # (f): the sweep's speed ratio on every data set loaded; (g): its peak RSS on CIFAR-10
+    sweep_speed = [m for m in ms if m["key"] == "f"]
+    assert {m["dataset"] for m in sweep_speed} == {k for k, v in report["datasets"].items() if v}
+    assert all(m["unit"] == "x" and m["target"] == (2.0 if device == "cuda" else 3.0)
+               and m["detail"]["models"] == 25 and m["detail"]["epoch_ratio"] > 0
+               and m["detail"]["matmul_floor_ratio"] > 0 for m in sweep_speed)
+    [sweep_memory] = [m for m in ms if m["key"] == "g"]
+    assert (sweep_memory["dataset"], sweep_memory["unit"], sweep_memory["target"]) == (
+        "cifar10", "GB", 2.5)
     for m in ms:
         assert {"key", "what", "dataset", "device", "value", "unit", "target", "verdict"} <= set(m)
         assert m["verdict"] in ("PASS", "MISS", "-")
         assert m["value"] > 0 and math.isfinite(m["value"])
     ratios = [m for m in ms if m["unit"] == "x"]
-    assert len(ratios) >= 3 + 6  # (a), (b) x 2 workers, (c) x 3 losses x 2 sizes
+    assert len(ratios) >= 3 + 6 + 1  # (a), (b) x 2 workers, (c) x 3 losses x 2 sizes, (f)
     targeted = [m for m in ms if m["target"] is not None]
     shown = [line.split()[-1] for line in proc.stdout.splitlines()
              if line.endswith(("PASS", "MISS"))]
