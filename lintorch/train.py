@@ -45,7 +45,7 @@ DATASET_DEFAULTS = {
     },
     "fashion-mnist": {
         "linear": dict(epochs=15, batch_size=128, lr=0.05, lr_decay="cosine", reg=1e-3),
-        "mlp": dict(epochs=30, batch_size=128, lr=1.0, lr_decay="cosine", reg=0.0,
+        "mlp": dict(epochs=30, batch_size=128, lr=1.0, lr_decay="cosine", reg=1e-4,
                     hidden=[512]),
     },
 }
