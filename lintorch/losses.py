@@ -223,7 +223,7 @@ class MSELossFunction(torch.autograd.Function):
             d = d * (grad / x.numel())
         else:
             d = d * grad
-        return d, -d, None
+        return d, (-d if ctx.needs_input_grad[1] else None), None
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
