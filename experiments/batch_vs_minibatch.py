@@ -31,24 +31,22 @@ in milliseconds, to overlay the runs on a common time axis.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from lintorch import data
+from lintorch import data, report
 from lintorch.train import TrainConfig, pick_device, train_model
 
 EXPERIMENT = "batch_vs_minibatch"
 
 
 # ---------------------------------------------------------------------------------------------
-# The command line, the run folder and the tables (each experiment carries its own copy)
+# The command line and the data
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -103,30 +101,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def make_run_dir(logdir: str, name: str) -> Path:
-    base = Path(logdir) / EXPERIMENT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
-
-
-def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
-    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row):
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    lines = [line(row) for row in cells]
-    rule = "-" * max(len(text) for text in lines)
-    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
-
-
 def load_data(args: argparse.Namespace) -> data.Prepared:
     raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
     d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
@@ -134,18 +108,6 @@ def load_data(args: argparse.Namespace) -> data.Prepared:
     if args.quick:  # the test set only scores the final weights: a slice does in seconds
         d = dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500])
     return d
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    """``n`` CPU threads for torch while the experiment runs (0: leave torch's default)."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -192,8 +154,8 @@ def table(r: dict) -> str:
              f"equal-time: {r['time_budget_s']:.1f} s of training each ({r['time_note']}).\n"
              f"train s: the epochs' measured time (steps + validation pass); train loss: the "
              f"final W on the N training images.")
-    text = format_table(title, ["regime", "batch", "epochs", "steps", "train s", "train loss",
-                                "val acc", "test acc"], rows, left=2)
+    header = ["regime", "batch", "epochs", "steps", "train s", "train loss", "val acc", "test acc"]
+    text = report.format_table(title, header, rows, left=2)
     if any(k.get("capped") for k in r["equal-time"]):
         text += f"\n* capped at --max-epochs {r['max_epochs']}: less than the time budget"
     return text
@@ -205,8 +167,8 @@ def main(argv: list[str] | None = None) -> dict:
     d = load_data(args)
     n = d.train_x.shape[0]
     sizes = sorted({b for b in args.batch_sizes if b < n}) + [n]
-    run_dir = make_run_dir(args.logdir, args.dataset)
-    with threads(args.threads):
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    with report.torch_threads(args.threads):
         equal_epochs = [train_one(b, args.epochs, d, args, run_dir) for b in sizes]
         slowest = max(equal_epochs, key=lambda k: k["epoch_seconds"])
         if args.time_budget is not None:

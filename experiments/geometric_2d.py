@@ -18,7 +18,6 @@ the tight cloud: a linear classifier can only cut the plane with straight lines,
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from lintorch import board, data
+from lintorch import board, data, report
 from lintorch.train import TrainConfig, train_model
 
 EXPERIMENT = "geometric_2d"
@@ -46,7 +45,7 @@ RUNS = [  # (model, loss, figure name)
 
 
 # ---------------------------------------------------------------------------------------------
-# The command line, the run folder and the tables (each experiment carries its own copy)
+# The command line
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -70,30 +69,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.size is None:
         args.size = 120 if args.quick else 300
     return args
-
-
-def make_run_dir(logdir: str) -> Path:
-    base = Path(logdir) / EXPERIMENT / time.strftime("%Y%m%d-%H%M%S")
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
-
-
-def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
-    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row):
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    lines = [line(row) for row in cells]
-    rule = "-" * max(len(text) for text in lines)
-    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,17 +182,6 @@ def picture(model: torch.nn.Module, d: data.Prepared, size: int, title: str,
     return captioned(img, caption)
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Toy tensors: handing each tiny step to a second thread costs more than it saves."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
-
-
 def run_one(model_name: str, loss: str, d: data.Prepared, args, run_dir: Path) -> dict:
     cfg = config(model_name, loss, args.quick, args.seed, run_dir)
     t0 = time.perf_counter()
@@ -247,7 +211,7 @@ def tables(r: dict) -> list[str]:
     n = r["points"]
     rows = [[f"{k['model']} {k['loss']}", k["epochs"], f"{100 * k['train_accuracy']:.1f}%",
              f"{100 * k['test_accuracy']:.1f}%", f"{k['seconds']:.1f}s"] for k in r["runs"]]
-    out = [format_table(
+    out = [report.format_table(
         f"Geometric viewpoint: 2-D toy data, 3 classes ({n['train']} train / {n['val']} val / "
         f"{n['test']} test points), trained with train_model",
         ["model loss", "epochs", "train acc", "test acc", "time"], rows)]
@@ -256,8 +220,8 @@ def tables(r: dict) -> list[str]:
         for c, (w1, w2, b) in enumerate(k["hyperplanes"] or []):
             rows.append([f"{k['model']} {k['loss']}", CLASSES[c], f"{w1:+.3f}", f"{w2:+.3f}",
                          f"{b:+.3f}"])
-    out.append(format_table("Hyperplanes w_k . x + b_k = 0: one per row of W",
-                            ["model loss", "class k", "w_k1", "w_k2", "b_k"], rows, left=2))
+    out.append(report.format_table("Hyperplanes w_k . x + b_k = 0: one per row of W",
+                                   ["model loss", "class k", "w_k1", "w_k2", "b_k"], rows, left=2))
     return out
 
 
@@ -267,8 +231,9 @@ def main(argv: list[str] | None = None) -> dict:
     per_class = ({"train": 60, "val": 20, "test": 40} if args.quick
                  else {"train": 200, "val": 50, "test": 100})
     d = toy_data(per_class, args.seed)
-    run_dir = make_run_dir(args.logdir)
-    with one_thread():
+    run_dir = report.run_dir(args.logdir, EXPERIMENT)
+    # Toy tensors: handing each tiny step to a second thread costs more than it saves.
+    with report.torch_threads(1):
         runs = [run_one(m, loss, d, args, run_dir) for m, loss, _ in RUNS]
     figures = []
     if args.figures or not args.quick:

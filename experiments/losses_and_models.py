@@ -25,15 +25,12 @@ Runs: LOGDIR/losses_and_models/<dataset>-<time>/<model>-<loss>.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from lintorch import board, data
+from lintorch import board, data, report
 from lintorch.train import TrainConfig, pick_device, train_model
 
 EXPERIMENT = "losses_and_models"
@@ -43,7 +40,7 @@ HIDDEN_QUICK = [[32], [32, 16], [32, 16, 8]]
 
 
 # ---------------------------------------------------------------------------------------------
-# The command line, the run folder and the tables (each experiment carries its own copy)
+# The command line and the data
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,30 +84,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def make_run_dir(logdir: str, name: str) -> Path:
-    base = Path(logdir) / EXPERIMENT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
-
-
-def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
-    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row):
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    lines = [line(row) for row in cells]
-    rule = "-" * max(len(text) for text in lines)
-    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
-
-
 def load_data(args: argparse.Namespace) -> data.Prepared:
     raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
     d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
@@ -118,18 +91,6 @@ def load_data(args: argparse.Namespace) -> data.Prepared:
     if args.quick:  # the test set only scores the final weights: a slice does in seconds
         d = dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500])
     return d
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    """``n`` CPU threads for torch while the experiment runs (0: leave torch's default)."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,16 +137,17 @@ def table(r: dict) -> str:
     title = (f"Losses and models on {r['dataset']}: {r['train_images']} training images, "
              f"{r['runs'][0]['epochs']} epochs each; batch, rate, decay and penalty: the data "
              f"set's defaults per model and loss.")
-    return format_table(title, ["model", "loss", "hidden", "parameters", "batch", "lr", "decay",
-                                "reg", "train acc", "val acc", "test acc", "time"], rows, left=3)
+    header = ["model", "loss", "hidden", "parameters", "batch", "lr", "decay", "reg", "train acc",
+              "val acc", "test acc", "time"]
+    return report.format_table(title, header, rows, left=3)
 
 
 def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
     d = load_data(args)
-    run_dir = make_run_dir(args.logdir, args.dataset)
-    with threads(args.threads):
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    with report.torch_threads(args.threads):
         results = [train_one(name, loss, hidden, d, args, run_dir)
                    for name, loss, hidden in runs(args.quick)]
     figures = []

@@ -34,16 +34,13 @@ what ``fit`` logs (``loss/train``, ``loss/val``, ``lr``, ...) to overlay.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from lintorch import data
+from lintorch import data, report
 from lintorch.train import TrainConfig, pick_device, train_model
 
 EXPERIMENT = "lr_decay"
@@ -52,7 +49,7 @@ FINAL_FACTOR = 0.01  # the step and exp schedules end at lr * FINAL_FACTOR
 
 
 # ---------------------------------------------------------------------------------------------
-# The command line, the run folder and the tables (each experiment carries its own copy)
+# The command line and the data
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -104,30 +101,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def make_run_dir(logdir: str, name: str) -> Path:
-    base = Path(logdir) / EXPERIMENT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
-
-
-def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
-    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row):
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    lines = [line(row) for row in cells]
-    rule = "-" * max(len(text) for text in lines)
-    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
-
-
 def load_data(args: argparse.Namespace) -> data.Prepared:
     raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
     d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
@@ -135,18 +108,6 @@ def load_data(args: argparse.Namespace) -> data.Prepared:
     if args.quick:  # the test set only scores the final weights: a slice does in seconds
         d = dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500])
     return d
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    """``n`` CPU threads for torch while the experiment runs (0: leave torch's default)."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,8 +157,8 @@ def table(r: dict) -> str:
              f"epochs.\nfinal lr: the rate of the last epoch; train loss: the final W on the "
              f"training images; std: over the last {r['last']} epochs, of the epoch's mean "
              f"training loss and of the validation loss after each epoch.")
-    return format_table(title, ["schedule", "lr", "final lr", "train loss", "std train loss",
-                                "std val loss", "val acc", "test acc"], rows)
+    return report.format_table(title, ["schedule", "lr", "final lr", "train loss", "std train loss",
+                                       "std val loss", "val acc", "test acc"], rows)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -207,8 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     lr = args.lr if args.lr is not None else 10 * defaults.lr
     args.batch_size = args.batch_size or defaults.batch_size
     d = load_data(args)
-    run_dir = make_run_dir(args.logdir, args.dataset)
-    with threads(args.threads):
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    with report.torch_threads(args.threads):
         runs = [train_one(s, lr, d, args, run_dir) for s in SCHEDULES]
     r = {"dataset": args.dataset, "loss": args.loss, "train_images": d.train_x.shape[0],
          "batch_size": args.batch_size, "epochs": args.epochs, "last": args.last, "runs": runs}

@@ -21,7 +21,6 @@ histogram of log10 relative errors per setting.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
 import math
@@ -33,7 +32,7 @@ from pathlib import Path
 import torch
 
 import lintorch
-from lintorch import data
+from lintorch import data, report
 from lintorch.train import TrainConfig, build_model, train_model
 
 EXPERIMENT = "numerical_gradient"
@@ -53,7 +52,7 @@ THRESHOLDS = [
 
 
 # ---------------------------------------------------------------------------------------------
-# The command line, the run folder and the tables (each experiment carries its own copy)
+# The command line
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,30 +84,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.batch_size is None:
         args.batch_size = 16 if args.quick else 64
     return args
-
-
-def make_run_dir(logdir: str, name: str) -> Path:
-    base = Path(logdir) / EXPERIMENT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
-
-
-def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
-    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row):
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    lines = [line(row) for row in cells]
-    rule = "-" * max(len(text) for text in lines)
-    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,18 +200,6 @@ def analytic(f, theta: torch.Tensor) -> torch.Tensor:
     t = theta.detach().clone().requires_grad_(True)
     (g,) = torch.autograd.grad(f(t), t)
     return g
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Thousands of tiny losses: handing each to a second thread costs more than it saves
-    (and on a busy machine, far more)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
 
 
 def verdict(err: float) -> str:
@@ -411,7 +374,7 @@ def tables(r: dict) -> list[str]:
     rows = [[f"W[{k['dim']}]", f"{k['w']:+.5f}", f"{k['loss']:.10f}", f"{k['loss_plus_h']:.10f}",
              f"{k['grad']:+.6f}", f"{k['central']:+.6f}", f"{k['analytic']:+.6f}"]
             for k in w["rows"]]
-    out.append(format_table(
+    out.append(report.format_table(
         f"Walk-through: linear classifier, softmax loss, {r['batch']} {r['data']} images "
         f"(float64), h = {H_LECTURE:g}",
         ["dim", "W", "loss", "loss(W + h)", "(diff) / h", "centred", "analytic"], rows))
@@ -423,7 +386,7 @@ def tables(r: dict) -> list[str]:
                      f"{k['forward_max']:.1e}", f"{k['central_max']:.1e}",
                      f"{k['central_median']:.1e}", k["above_1e-7"], k["rounding"], k["kinks"],
                      lib, k["verdict"]])
-    out.append(format_table(
+    out.append(report.format_table(
         f"Gradient check, h = {H:g}: relative error |a - n| / (|a| + |n|) of analytic a and "
         f"numerical n, {r['batch']} {r['data']} images",
         ["setting", "dtype", "coords", "|a| median", "forward max", "centred max",
@@ -436,7 +399,7 @@ def tables(r: dict) -> list[str]:
     rows += [["probably wrong", "largest error >= 1e-02"],
              ["rounding floor", "every error >= 1e-7 is under 10 eps |L| / (h |a|)"],
              ["kink crossed", "... or sits where +-h turns a hinge margin on or off"]]
-    out.append(format_table(
+    out.append(report.format_table(
         "Verdicts: the usual rule of thumb (float64), applied to the errors that neither "
         "rounding nor a kink explains", ["verdict", "when"], rows, left=2))
 
@@ -444,7 +407,7 @@ def tables(r: dict) -> list[str]:
     cases = [name for name in st if name != "h"]
     rows = [[f"{h:.0e}", *(f"{st[c][m][i]:.1e}" for c in cases for m in ("forward", "central"))]
             for i, h in enumerate(st["h"])]
-    out.append(format_table(
+    out.append(report.format_table(
         "Step size h: largest relative error (truncation shrinks with h, rounding grows as "
         "1/h)", ["h", *(f"{c.replace(' softmax', '')} {m}" for c in cases
                 for m in ("forward", "centred"))],
@@ -457,7 +420,7 @@ def tables(r: dict) -> list[str]:
                  f"{2 * f['params']} losses"],
                 ["analytic (one backward pass)", f"{1000 * f['analytic_s']:.2f} ms", "1 loss"],
                 ["max relative error between them", f"{f['max_rel_error']:.1e}", ""]]
-        out.append(format_table(
+        out.append(report.format_table(
             f"Numerical vs analytic gradient: all {f['params']} parameters of the trained "
             "linear classifier (softmax, float64)", ["", "time", "work"], rows))
     return out
@@ -501,11 +464,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     d, source = load_data(args)
-    run_dir = make_run_dir(args.logdir, args.dataset)
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
     nets = models(args, d, run_dir)
     x = d.train_x[:args.batch_size].double().flatten(1)
     y = d.train_y[:args.batch_size]
-    with one_thread():
+    # Thousands of tiny losses: handing each to a second thread costs more than it saves
+    # (and on a busy machine, far more).
+    with report.torch_threads(1):
         r = {"data": source, "batch": x.shape[0],
              "train_accuracy": {m: nets[m]["train_accuracy"] for m in nets},
              "walk_through": walk_through(nets["linear"]["trained"], x, y, args.dims),

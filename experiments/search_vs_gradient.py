@@ -42,7 +42,6 @@ easier data set, so its numbers are higher.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import sys
 import time
@@ -52,7 +51,7 @@ import torch
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from lintorch import append_ones, board, data, search
+from lintorch import append_ones, board, data, report, search
 from lintorch.models import LinearClassifier
 from lintorch.train import TrainConfig, data_loss_fn, evaluate, pick_device, train_model
 
@@ -72,7 +71,7 @@ MIN_SGD_EPOCHS = 10  # points on SGD's curve
 
 
 # ---------------------------------------------------------------------------------------------
-# The command line, the run folder and the tables (each experiment carries its own copy)
+# The command line and the data
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -112,30 +111,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.budget < 1 or args.batch_size < 1:
         p.error("--budget and --batch-size must be positive")
     return args
-
-
-def make_run_dir(logdir: str, name: str) -> Path:
-    base = Path(logdir) / EXPERIMENT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
-
-
-def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
-    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row):
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    lines = [line(row) for row in cells]
-    rule = "-" * max(len(text) for text in lines)
-    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
 
 
 def load_data(args: argparse.Namespace) -> data.Prepared:
@@ -281,28 +256,17 @@ def table(r: dict) -> str:
              f"{r['batch_size']} ({sgd['epochs']} epochs x {sgd['steps_per_epoch']} steps over "
              f"{sgd['images']} images, lr {sgd['lr']:g}, reg 0). Loss and train acc: the final W "
              f"on all {r['train_images']} training images; time: SGD's includes fit's logging.")
-    return format_table(title, ["method", "evaluations", "train loss", "train acc", "val acc",
-                                "test acc", "notes CIFAR-10 test", "time"], rows)
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    """``n`` CPU threads for torch while the experiment runs (0: leave torch's default)."""
-    old = torch.get_num_threads()
-    if n > 0:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    header = ["method", "evaluations", "train loss", "train acc", "val acc", "test acc",
+              "notes CIFAR-10 test", "time"]
+    return report.format_table(title, header, rows)
 
 
 def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
     d = load_data(args)
-    run_dir = make_run_dir(args.logdir, args.dataset)
-    with threads(args.threads):
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    with report.torch_threads(args.threads):
         methods = [search_method(m, d, args, run_dir) for m in METHODS if m != "sgd"]
         methods.append(sgd_method(d, args, run_dir))
     r = {"dataset": args.dataset, "loss": args.loss, "budget": args.budget,

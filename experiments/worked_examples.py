@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 import lintorch
-from lintorch import data
+from lintorch import data, report
 from lintorch.train import TrainConfig, build_model
 
 EXPERIMENT = "worked_examples"
@@ -37,7 +37,7 @@ LABELS = [0, 1, 2]
 
 
 # ---------------------------------------------------------------------------------------------
-# The command line, the run folder and the tables (each experiment carries its own copy)
+# The command line
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,30 +58,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.dataset is None:
         args.dataset = data.find_dataset(args.data_root) or "fashion-mnist"
     return args
-
-
-def make_run_dir(logdir: str, name: str) -> Path:
-    base = Path(logdir) / EXPERIMENT / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, k = base, 1
-    while path.exists():
-        k += 1
-        path = base.with_name(f"{base.name}-{k}")
-    path.mkdir(parents=True)
-    return path
-
-
-def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
-    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row):
-        return "  ".join(c.ljust(w) if i < left else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(row, widths))).rstrip()
-
-    lines = [line(row) for row in cells]
-    rule = "-" * max(len(text) for text in lines)
-    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -235,16 +211,17 @@ def tables(r: dict) -> list[str]:
             for k, name in enumerate(CLASSES)]
     rows.append(["svm L_i", *(f"{v:.4f}" for v in svm["L_i"]), "2.9  0  12.9"])
     rows.append(["svm L = mean L_i", f"{svm['L']:.4f}", "", "", "5.27"])
-    out.append(format_table("SVM loss: the lecture's example (3 training images, 3 classes)",
-                            ["", "cat image", "car image", "frog image", "lecture"], rows))
+    out.append(report.format_table("SVM loss: the lecture's example (3 training images, 3 classes)",
+                                   ["", "cat image", "car image", "frog image", "lecture"], rows))
 
     lect_exp, lect_p = ["24.5", "164.0", "0.18"], ["0.13", "0.87", "0.00"]
     rows = [[f"softmax {name}", f"{SCORES[0][k]:.2f}", f"{sm['exp'][k]:.4f}", f"{sm['p'][k]:.4f}",
              f"{sm['dL_ds'][k]:+.4f}", f"{lect_exp[k]}  {lect_p[k]}"]
             for k, name in enumerate(CLASSES)]
     rows.append(["softmax L_i = -log p_cat", "", "", f"{sm['L_i']:.4f}", "", "2.04"])
-    out.append(format_table("Softmax / cross-entropy: the lecture's example (the cat image)",
-                            ["", "score s", "exp(s)", "p", "dL_i/ds", "lecture exp, p"], rows))
+    out.append(report.format_table(
+        "Softmax / cross-entropy: the lecture's example (the cat image)",
+        ["", "score s", "exp(s)", "p", "dL_i/ds", "lecture exp, p"], rows))
 
     ch, rg, am, init = r["small_change"], r["loss_range"], r["all_and_mean"], r["initial_loss"]
     rows = [
@@ -286,8 +263,8 @@ def tables(r: dict) -> list[str]:
     where = ("" if "skipped" in init else
              f" (real data: {init['dataset']}, {init['images']} test images, "
              f"{init['seeds']} init seed{'s' * (init['seeds'] > 1)})")
-    out.append(format_table("The lecture's questions, measured" + where,
-                            ["question", "measured", "lecture"], rows, left=3))
+    out.append(report.format_table("The lecture's questions, measured" + where,
+                                   ["question", "measured", "lecture"], rows, left=3))
     return out
 
 
@@ -324,7 +301,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     text = tables(r)
     print("\n\n".join(text))
-    run_dir = make_run_dir(args.logdir, args.dataset)
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
     log_to_tensorboard(run_dir, r, text)
     r["run_dir"] = str(run_dir)
     r["seconds"] = time.perf_counter() - t0

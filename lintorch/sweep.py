@@ -36,6 +36,7 @@ from torch import Tensor
 
 from . import board, data, losses, train
 from .models import LinearClassifier
+from .report import unique_dir
 
 # ---------------------------------------------------------------------------------------------
 # The grid
@@ -266,8 +267,8 @@ def train_sweep(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | 
     penalty = BATCHED_PENALTIES[cfg.reg_type]
     schedules = _Schedules(cfgs)
 
-    sweep_dir = _unique_dir(Path(cfg.logdir),
-                            cfg.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    sweep_dir = unique_dir(Path(cfg.logdir),
+                           cfg.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     names = [model_name(c.lr, c.reg) for c in cfgs]
     writers = _open_writers(cfgs, sweep_dir, names) if cfg.tensorboard else None
@@ -418,14 +419,6 @@ def _best(models: list[dict]) -> dict | None:
 
 def _finite(v: float | None) -> float | None:
     return v if v is not None and math.isfinite(v) else None
-
-
-def _unique_dir(logdir: Path, name: str) -> Path:
-    path, k = logdir / name, 1
-    while path.exists():
-        k += 1
-        path = logdir / f"{name}-{k}"
-    return path
 
 
 # ---------------------------------------------------------------------------------------------

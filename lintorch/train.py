@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from . import board, data, losses
 from .models import LinearClassifier, SigmoidMLP
+from .report import unique_dir
 
 MODELS = ("linear", "mlp")
 LOSSES = ("svm", "softmax")
@@ -235,14 +236,6 @@ def default_run_name(cfg: TrainConfig) -> str:
     return f"{cfg.dataset}-{cfg.model}-{cfg.loss}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _unique_dir(logdir: Path, name: str) -> Path:
-    path, k = logdir / name, 1
-    while path.exists():
-        k += 1
-        path = logdir / f"{name}-{k}"
-    return path
-
-
 def _progress(total: int, desc: str, quiet: bool):
     if quiet or not sys.stdout.isatty():
         return None
@@ -313,7 +306,7 @@ def train_model(config: TrainConfig, prepared: data.Prepared | None = None
         start_epoch, history = checkpoint["epoch"], checkpoint["history"]
         torch.set_rng_state(checkpoint["rng"]["torch"])
     else:
-        run_dir = _unique_dir(Path(cfg.logdir), cfg.run_name or default_run_name(cfg))
+        run_dir = unique_dir(Path(cfg.logdir), cfg.run_name or default_run_name(cfg))
         start_epoch, history = 0, []
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "checkpoint.pt"

@@ -1,0 +1,39 @@
+import torch
+
+from lintorch import report
+
+
+def test_format_table_aligns_left_columns_left_and_the_rest_right():
+    text = report.format_table("Title", ["name", "n", "acc"],
+                               [["linear", 3, "0.91"], ["mlp", 12, "0.9"]], left=1)
+    assert text == ("Title\n"
+                    "----------------\n"
+                    "name     n   acc\n"
+                    "----------------\n"
+                    "linear   3  0.91\n"
+                    "mlp     12   0.9\n"
+                    "----------------")
+
+
+def test_run_dir_makes_a_new_folder_each_call(tmp_path):
+    a = report.run_dir(tmp_path, "exp", "fashion-mnist")
+    b = report.run_dir(tmp_path, "exp", "fashion-mnist")
+    assert a != b and a.is_dir() and b.is_dir()
+    assert a.parent == b.parent == tmp_path / "exp"
+    assert a.name.startswith("fashion-mnist-")
+
+
+def test_unique_dir_numbers_a_taken_name(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run-2").mkdir()
+    assert report.unique_dir(tmp_path, "run") == tmp_path / "run-3"
+
+
+def test_torch_threads_sets_and_restores_the_count():
+    before = torch.get_num_threads()
+    with report.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with report.torch_threads(0):  # 0 leaves torch's default
+        assert torch.get_num_threads() == before
+    assert torch.get_num_threads() == before
