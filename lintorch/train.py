@@ -548,6 +548,8 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     a("--limit", type=_positive(int), default=None,
       help="use only the first N training images (quick runs)")
     a("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    a("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
+      help="write TensorBoard events (metrics.json and the checkpoint are written either way)")
 
 
 def _defaults_epilog() -> str:

@@ -217,6 +217,16 @@ def test_help_shows_the_flags_and_defaults(capsys):
         assert flag in out, flag
 
 
+@needs_fashion
+def test_no_tensorboard_writes_no_events_but_the_rest(tmp_path):
+    assert train.main(["--dataset", "fashion-mnist", "--data-root", str(FASHION), "--no-download",
+                       "--limit", "500", "--val-size", "100", "--epochs", "1", "--logdir",
+                       str(tmp_path), "--run-name", "quiet", "--quiet", "--no-tensorboard"]) == 0
+    files = {p.name for p in (tmp_path / "quiet").iterdir()}
+    assert {"metrics.json", "checkpoint.pt"} <= files
+    assert not any(name.startswith("events.") for name in files)
+
+
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert train.main(["--resume", str(tmp_path / "nope.pt")]) == 1
     assert "no checkpoint" in capsys.readouterr().err
