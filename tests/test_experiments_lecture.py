@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import math
 import os
 import subprocess
@@ -14,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from experiment_runner import load, run_main
 
 from lintorch import board
 
@@ -23,20 +21,6 @@ HAVE_FASHION = FASHION.is_dir()
 needs_fashion = pytest.mark.skipif(not HAVE_FASHION, reason=f"no Fashion-MNIST at {FASHION}")
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"experiment_{name}",
-                                                  REPO / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_main(name: str, argv: list[str]) -> tuple[dict, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        result = load(name).main(argv)
-    return result, out.getvalue()
 
 
 def row(text: str, name: str) -> str:

@@ -4,9 +4,6 @@ tables, the accounting they claim, and what they leave in TensorBoard."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import io
 import math
 import os
 import subprocess
@@ -15,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from experiment_runner import load, run_main
 from PIL import Image
 
 from lintorch import append_ones, board
@@ -24,29 +22,9 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(not FASHION.is_dir(), reason=f"no Fashion-MNIST at {FASHION}")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Quick runs are made of tiny tensors; on a busy machine extra threads only spin.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f"experiment_{name}",
-                                                  REPO / "experiments" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_main(name: str, argv: list[str]) -> tuple[dict, str]:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        result = load(name).main(argv)
-    return result, out.getvalue()
 
 
 def row(text: str, *first: str) -> list[str]:

@@ -25,14 +25,7 @@ METHODS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These problems are tiny: extra intra-op threads buy nothing, and on a busy machine their
-    # spin-waiting made the module ~10x slower. Restored afterwards for the other test modules.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n: int = 300, seed: int = 0, dtype: torch.dtype = torch.float32):
