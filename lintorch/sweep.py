@@ -247,11 +247,7 @@ def train_sweep(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | 
 
     t0 = time.perf_counter()
     if prepared is None:
-        raw = data.load_dataset(cfg.dataset, cfg.data_root, download=not cfg.no_download)
-        d = data.prepare(raw, val_size=cfg.val_size, preprocess=cfg.preprocess, seed=cfg.seed,
-                         device=device, dtype=dtype, limit=cfg.limit)
-        source = raw.name
-        del raw
+        d, source = train.load_data(cfg, device)
     else:
         d, source = prepared, "in-memory data"
     data_load_s = time.perf_counter() - t0

@@ -160,6 +160,14 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def load_data(cfg: TrainConfig, device: torch.device) -> tuple[data.Prepared, str]:
+    """The config's data set, split and preprocessed, on ``device``; and its name."""
+    raw = data.load_dataset(cfg.dataset, cfg.data_root, download=not cfg.no_download)
+    d = data.prepare(raw, val_size=cfg.val_size, preprocess=cfg.preprocess, seed=cfg.seed,
+                     device=device, dtype=getattr(torch, cfg.dtype), limit=cfg.limit)
+    return d, raw.name
+
+
 def build_model(cfg: TrainConfig, in_features: int, num_classes: int) -> nn.Module:
     if cfg.model == "linear":
         return LinearClassifier(in_features, num_classes)
@@ -279,10 +287,7 @@ def train_model(config: TrainConfig, prepared: data.Prepared | None = None
 
     t0 = time.perf_counter()
     if prepared is None:
-        raw = data.load_dataset(cfg.dataset, cfg.data_root, download=not cfg.no_download)
-        d = data.prepare(raw, val_size=cfg.val_size, preprocess=cfg.preprocess, seed=cfg.seed,
-                         device=device, dtype=dtype, limit=cfg.limit)
-        source = raw.name
+        d, source = load_data(cfg, device)
     else:
         d, source = prepared, "in-memory data"
     data_load_s = time.perf_counter() - t0
