@@ -31,7 +31,6 @@ in milliseconds, to overlay the runs on a common time axis.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time
@@ -40,7 +39,7 @@ from pathlib import Path
 from torch.utils.tensorboard import SummaryWriter
 
 from lintorch import data, report
-from lintorch.train import TrainConfig, pick_device, train_model
+from lintorch.train import TrainConfig, train_model
 
 EXPERIMENT = "batch_vs_minibatch"
 
@@ -53,22 +52,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/batch_vs_minibatch.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=data.DATASETS, default=None,
-                   help="data set (default: cifar10 if found under the data root, else "
-                        "fashion-mnist)")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
-    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    report.add_data_flags(p)
     p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
                    "LOGDIR/batch_vs_minibatch/<dataset>-<time>/b<batch>-e<epochs>")
     p.add_argument("--quick", action="store_true", help="few images and epochs (seconds)")
     p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (0: torch's default, one per core); these "
-                        "steps are small, so a second thread gains little, and on a busy "
-                        "machine it costs a lot")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto = cuda when available")
+    report.add_compute_flags(p)
     p.add_argument("--loss", choices=("svm", "softmax"), default="softmax", help="data loss")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                    help="mini-batch sizes; full batch (N = --limit) is always added "
@@ -85,8 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate of every run (default: the data set's)")
     args = p.parse_args(argv)
-    if args.dataset is None:
-        args.dataset = data.find_dataset(args.data_root) or "fashion-mnist"
+    args.dataset = report.chosen_dataset(args)
     if args.batch_sizes is None:
         args.batch_sizes = [16, 128] if args.quick else [32, 256, 2048]
     if args.limit is None and args.quick:
@@ -99,15 +87,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if min(positive) < 1 or (args.limit is not None and args.limit < 1):
         p.error("--batch-sizes, --limit, --epochs and --max-epochs must be positive")
     return args
-
-
-def load_data(args: argparse.Namespace) -> data.Prepared:
-    raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
-    d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
-                     device=pick_device(args.device), limit=args.limit)
-    if args.quick:  # the test set only scores the final weights: a slice does in seconds
-        d = dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500])
-    return d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -164,7 +143,7 @@ def table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
-    d = load_data(args)
+    d = report.load_prepared(args, args.limit)
     n = d.train_x.shape[0]
     sizes = sorted({b for b in args.batch_sizes if b < n}) + [n]
     run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)

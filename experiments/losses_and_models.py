@@ -25,13 +25,12 @@ Runs: LOGDIR/losses_and_models/<dataset>-<time>/<model>-<loss>.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
 
 from lintorch import board, data, report
-from lintorch.train import TrainConfig, pick_device, train_model
+from lintorch.train import TrainConfig, train_model
 
 EXPERIMENT = "losses_and_models"
 FIGURES = Path(__file__).resolve().parent / "figures"
@@ -47,23 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/losses_and_models.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=data.DATASETS, default=None,
-                   help="data set (default: cifar10 if found under the data root, else "
-                        "fashion-mnist)")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
-    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    report.add_data_flags(p)
     p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
                    "LOGDIR/losses_and_models/<dataset>-<time>/<model>-<loss>")
     p.add_argument("--quick", action="store_true",
                    help="few images, one epoch, tiny MLPs (seconds)")
     p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (0: torch's default, one per core); these "
-                        "steps are small, so a second thread gains little, and on a busy "
-                        "machine it costs a lot")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto = cuda when available")
+    report.add_compute_flags(p)
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs of every model (default 10, --quick 1)")
     p.add_argument("--limit", type=int, default=None,
@@ -73,8 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "--quick)")
     p.add_argument("--figures-dir", default=str(FIGURES), help="folder for --figures")
     args = p.parse_args(argv)
-    if args.dataset is None:
-        args.dataset = data.find_dataset(args.data_root) or "fashion-mnist"
+    args.dataset = report.chosen_dataset(args)
     if args.epochs is None:
         args.epochs = 1 if args.quick else 10
     if args.limit is None and args.quick:
@@ -82,15 +70,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.epochs < 1 or (args.limit is not None and args.limit < 1):
         p.error("--epochs and --limit must be positive")
     return args
-
-
-def load_data(args: argparse.Namespace) -> data.Prepared:
-    raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
-    d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
-                     device=pick_device(args.device), limit=args.limit)
-    if args.quick:  # the test set only scores the final weights: a slice does in seconds
-        d = dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500])
-    return d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,7 +124,7 @@ def table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
-    d = load_data(args)
+    d = report.load_prepared(args, args.limit)
     run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
     with report.torch_threads(args.threads):
         results = [train_one(name, loss, hidden, d, args, run_dir)

@@ -34,14 +34,13 @@ what ``fit`` logs (``loss/train``, ``loss/val``, ``lr``, ...) to overlay.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import sys
 import time
 from pathlib import Path
 
 from lintorch import data, report
-from lintorch.train import TrainConfig, pick_device, train_model
+from lintorch.train import TrainConfig, train_model
 
 EXPERIMENT = "lr_decay"
 SCHEDULES = ("none", "step", "exp", "cosine", "none lr/10")
@@ -56,22 +55,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/lr_decay.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=data.DATASETS, default=None,
-                   help="data set (default: cifar10 if found under the data root, else "
-                        "fashion-mnist)")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
-    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    report.add_data_flags(p)
     p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
                    "LOGDIR/lr_decay/<dataset>-<time>/<schedule>")
     p.add_argument("--quick", action="store_true", help="few images and epochs (seconds)")
     p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (0: torch's default, one per core); these "
-                        "steps are small, so a second thread gains little, and on a busy "
-                        "machine it costs a lot")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto = cuda when available")
+    report.add_compute_flags(p)
     p.add_argument("--loss", choices=("svm", "softmax"), default="softmax", help="data loss")
     p.add_argument("--lr", type=float, default=None,
                    help="initial rate of every schedule (default: 10x the data set's rate)")
@@ -84,8 +73,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="epochs at the end over which the fluctuation is measured "
                         "(default 5, --quick 2)")
     args = p.parse_args(argv)
-    if args.dataset is None:
-        args.dataset = data.find_dataset(args.data_root) or "fashion-mnist"
+    args.dataset = report.chosen_dataset(args)
     if args.epochs is None:
         args.epochs = 4 if args.quick else 20
     if args.limit is None and args.quick:
@@ -99,15 +87,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.lr is not None and not args.lr > 0:
         p.error("--lr must be positive")
     return args
-
-
-def load_data(args: argparse.Namespace) -> data.Prepared:
-    raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
-    d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
-                     device=pick_device(args.device), limit=args.limit)
-    if args.quick:  # the test set only scores the final weights: a slice does in seconds
-        d = dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500])
-    return d
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     defaults = TrainConfig(dataset=args.dataset, model="linear", loss=args.loss).resolved()
     lr = args.lr if args.lr is not None else 10 * defaults.lr
     args.batch_size = args.batch_size or defaults.batch_size
-    d = load_data(args)
+    d = report.load_prepared(args, args.limit)
     run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
     with report.torch_threads(args.threads):
         runs = [train_one(s, lr, d, args, run_dir) for s in SCHEDULES]

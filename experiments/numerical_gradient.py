@@ -59,12 +59,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/numerical_gradient.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=data.DATASETS, default=None,
-                   help="data set of the mini-batch (default: cifar10 if found under the data "
-                        "root, else fashion-mnist)")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
-    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    report.add_data_flags(p, "data set of the mini-batch")
     p.add_argument("--logdir", default="runs", help="TensorBoard folder; the run goes to "
                    "LOGDIR/numerical_gradient/<dataset>-<time>")
     p.add_argument("--quick", action="store_true",
@@ -77,8 +72,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "--quick 4; smaller tensors are checked whole)")
     p.add_argument("--dims", type=int, default=5, help="dimensions shown in the walk-through")
     args = p.parse_args(argv)
-    if args.dataset is None:
-        args.dataset = data.find_dataset(args.data_root) or "fashion-mnist"
+    args.dataset = report.chosen_dataset(args)
     if args.num_checks is None:
         args.num_checks = 4 if args.quick else 100
     if args.batch_size is None:

@@ -53,7 +53,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 from lintorch import append_ones, board, data, report, search
 from lintorch.models import LinearClassifier
-from lintorch.train import TrainConfig, data_loss_fn, evaluate, pick_device, train_model
+from lintorch.train import TrainConfig, data_loss_fn, evaluate, train_model
 
 EXPERIMENT = "search_vs_gradient"
 METHODS = ("random search", "random local search", "genetic algorithm", "sgd")
@@ -78,23 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/search_vs_gradient.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=data.DATASETS, default=None,
-                   help="data set (default: cifar10 if found under the data root, else "
-                        "fashion-mnist)")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
-    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    report.add_data_flags(p)
     p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
                    "LOGDIR/search_vs_gradient/<dataset>-<time>/<method>")
     p.add_argument("--quick", action="store_true",
                    help="a tiny budget on a few images (seconds)")
     p.add_argument("--seed", type=int, default=0, help="random seed (split, searches, SGD)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="CPU threads for torch (0: torch's default, one per core); these "
-                        "steps are small, so a second thread gains little, and on a busy "
-                        "machine it costs a lot")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="auto = cuda when available")
+    report.add_compute_flags(p)
     p.add_argument("--loss", choices=("svm", "softmax"), default="svm",
                    help="data loss every method minimises (the notes' anchors use svm)")
     p.add_argument("--budget", type=int, default=None,
@@ -102,8 +92,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=None,
                    help="images per loss evaluation (default 256, --quick 32)")
     args = p.parse_args(argv)
-    if args.dataset is None:
-        args.dataset = data.find_dataset(args.data_root) or "fashion-mnist"
+    args.dataset = report.chosen_dataset(args)
     if args.budget is None:
         args.budget = 60 if args.quick else 1000
     if args.batch_size is None:
@@ -114,11 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_data(args: argparse.Namespace) -> data.Prepared:
-    raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
-    d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
-                     device=pick_device(args.device), limit=2000 if args.quick else None)
-    if args.quick:  # the test set only scores the final weights: a slice does in seconds
-        d = dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500])
+    d = report.load_prepared(args, limit=2000 if args.quick else None)
     if d.train_x.shape[0] < args.batch_size:
         raise data.DataError(f"--batch-size {args.batch_size} exceeds the "
                              f"{d.train_x.shape[0]} training images")

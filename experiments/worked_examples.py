@@ -44,19 +44,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/worked_examples.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=data.DATASETS, default=None,
-                   help="real data for the initial-loss questions (default: cifar10 if found "
-                        "under the data root, else fashion-mnist)")
-    p.add_argument("--data-root", default=None,
-                   help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
-    p.add_argument("--no-download", action="store_true", help="never download missing data")
+    report.add_data_flags(p, "real data for the initial-loss questions")
     p.add_argument("--logdir", default="runs", help="TensorBoard folder; the run goes to "
                    "LOGDIR/worked_examples/<dataset>-<time>")
     p.add_argument("--quick", action="store_true", help="fewer images and draws (seconds)")
     p.add_argument("--seed", type=int, default=0, help="random seed (draws, model init)")
     args = p.parse_args(argv)
-    if args.dataset is None:
-        args.dataset = data.find_dataset(args.data_root) or "fashion-mnist"
+    args.dataset = report.chosen_dataset(args)
     return args
 
 

@@ -36,7 +36,6 @@ from torch import Tensor
 
 from . import board, data, losses, train
 from .models import LinearClassifier
-from .report import unique_dir
 
 # ---------------------------------------------------------------------------------------------
 # The grid
@@ -263,7 +262,7 @@ def train_sweep(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | 
     penalty = BATCHED_PENALTIES[cfg.reg_type]
     schedules = _Schedules(cfgs)
 
-    sweep_dir = unique_dir(Path(cfg.logdir),
+    sweep_dir = train.unique_dir(Path(cfg.logdir),
                            cfg.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     sweep_dir.mkdir(parents=True, exist_ok=True)
     names = [model_name(c.lr, c.reg) for c in cfgs]

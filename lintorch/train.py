@@ -24,7 +24,6 @@ from torch import Tensor, nn
 
 from . import board, data, losses
 from .models import LinearClassifier, SigmoidMLP
-from .report import unique_dir
 
 MODELS = ("linear", "mlp")
 LOSSES = ("svm", "softmax")
@@ -238,6 +237,15 @@ def save_checkpoint(path: Path, state: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def unique_dir(logdir: Path, name: str) -> Path:
+    """``logdir/name``, or ``name-2``, ``name-3``, ... if taken; not created."""
+    path, k = logdir / name, 1
+    while path.exists():
+        k += 1
+        path = logdir / f"{name}-{k}"
+    return path
 
 
 def default_run_name(cfg: TrainConfig) -> str:

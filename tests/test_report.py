@@ -23,12 +23,6 @@ def test_run_dir_makes_a_new_folder_each_call(tmp_path):
     assert a.name.startswith("fashion-mnist-")
 
 
-def test_unique_dir_numbers_a_taken_name(tmp_path):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run-2").mkdir()
-    assert report.unique_dir(tmp_path, "run") == tmp_path / "run-3"
-
-
 def test_torch_threads_sets_and_restores_the_count():
     before = torch.get_num_threads()
     with report.torch_threads(1):

@@ -227,6 +227,12 @@ def test_no_tensorboard_writes_no_events_but_the_rest(tmp_path):
     assert not any(name.startswith("events.") for name in files)
 
 
+def test_unique_dir_numbers_a_taken_name(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run-2").mkdir()
+    assert train.unique_dir(tmp_path, "run") == tmp_path / "run-3"
+
+
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
     assert train.main(["--resume", str(tmp_path / "nope.pt")]) == 1
     assert "no checkpoint" in capsys.readouterr().err
