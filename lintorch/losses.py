@@ -86,28 +86,34 @@ def _hinge_margins(s: Tensor, y: Tensor, margin: float) -> Tensor:
 
 
 class SVMLossFunction(torch.autograd.Function):
+    """Returns ``(L, dL_ds)``: the loss and its gradient pattern, which is piecewise constant in
+    s, so backward reuses it as it is. ``svm_loss`` returns L alone."""
+
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(s: Tensor, y: Tensor, margin: float, reduction: str) -> Tensor:
+    def forward(s: Tensor, y: Tensor, margin: float, reduction: str) -> tuple[Tensor, Tensor]:
+        hinge = _hinge_margins(s, y, margin).clamp(min=0)
         # Summing over all j includes the constant max(0, margin) from j = y_i (the lecture's
         # "no difference: adds a constant"); subtracting it back gives the sum over j != y_i.
-        L_i = _hinge_margins(s, y, margin).clamp(min=0).sum(1) - max(margin, 0.0)
-        return _reduce(L_i, reduction)
+        L_i = hinge.sum(1) - max(margin, 0.0)
+        # dL_i/ds_j = 1[margin_ij > 0] for j != y_i, and dL_i/ds_{y_i} = -(number of such j).
+        # The j = y_i column of `active` is 1[margin > 0]; it cancels in active - rowsum below.
+        active = (hinge > 0).to(s.dtype)
+        dL_ds = active.scatter_add_(1, y.unsqueeze(1), -active.sum(1, keepdim=True))
+        return _reduce(L_i, reduction), dL_ds
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        s, y, margin, reduction = inputs
-        ctx.save_for_backward(s, y)
-        ctx.margin, ctx.reduction = margin, reduction
+        ctx.mark_non_differentiable(output[1])
+        ctx.save_for_backward(output[1])
+        ctx.reduction = inputs[3]
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        s, y = ctx.saved_tensors
-        # dL_i/ds_j = 1[margin_ij > 0] for j != y_i, and dL_i/ds_{y_i} = -(number of such j).
-        # The j = y_i column of `active` is 1[margin > 0]; it cancels in active - rowsum below.
-        active = (_hinge_margins(s, y, ctx.margin) > 0).to(s.dtype)
-        dL_ds = active.scatter_add(1, y.unsqueeze(1), -active.sum(1, keepdim=True))
+    def backward(ctx, grad: Tensor, _):
+        # The hinge is piecewise linear: its second derivative is 0, which is what autograd
+        # finds when it differentiates this backward, since dL_ds is a constant to it.
+        (dL_ds,) = ctx.saved_tensors
         return _chain(dL_ds, grad, ctx.reduction), None, None, None
 
 
@@ -121,7 +127,7 @@ def svm_loss(
     """
     check_target(scores, target)
     _check_reduction(reduction)
-    return SVMLossFunction.apply(scores, target, float(margin), reduction)
+    return SVMLossFunction.apply(scores, target, float(margin), reduction)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -139,6 +145,11 @@ def _shift_exp(s: Tensor) -> tuple[Tensor, Tensor]:
     return shifted, e
 
 
+def _softmax_backward(p: Tensor, grad: Tensor) -> Tensor:
+    """grad^T dp/ds, from dp_k/ds_j = p_k (1[k = j] - p_j)."""
+    return p * (grad - (grad * p).sum(1, keepdim=True))
+
+
 class SoftmaxFunction(torch.autograd.Function):
     generate_vmap_rule = True
 
@@ -154,8 +165,7 @@ class SoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (p,) = ctx.saved_tensors
-        # dp_k/ds_j = p_k (1[k = j] - p_j)
-        return p * (grad - (grad * p).sum(1, keepdim=True))
+        return _softmax_backward(p, grad)
 
 
 def softmax(scores: Tensor) -> Tensor:
@@ -165,36 +175,46 @@ def softmax(scores: Tensor) -> Tensor:
 
 
 class CrossEntropyFunction(torch.autograd.Function):
+    """Returns ``(L, p)``: the loss and the probabilities it was computed from. Backward reuses
+    p; returning it as an output (PyTorch's pattern for saving an intermediate result) keeps
+    that backward differentiable. ``cross_entropy`` returns L alone."""
+
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(s: Tensor, y: Tensor, reduction: str) -> Tensor:
+    def forward(s: Tensor, y: Tensor, reduction: str) -> tuple[Tensor, Tensor]:
         # L_i = -log p_{y_i} = log sum_j e^{s_j} - s_{y_i}, both terms taken after the shift.
         shifted, e = _shift_exp(s)
-        L_i = e.sum(1).log() - shifted.gather(1, y.unsqueeze(1)).squeeze(1)
-        return _reduce(L_i, reduction)
+        sum_e = e.sum(1, keepdim=True)
+        L_i = (sum_e.log() - shifted.gather(1, y.unsqueeze(1))).squeeze(1)
+        return _reduce(L_i, reduction), e / sum_e
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        s, y, reduction = inputs
-        ctx.save_for_backward(s, y)
+        _, y, reduction = inputs
+        ctx.save_for_backward(y, output[1])
         ctx.reduction = reduction
+        ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        s, y = ctx.saved_tensors
-        # dL_i/ds = p - onehot(y_i)
-        _, e = _shift_exp(s)
-        p = e / e.sum(1, keepdim=True)
-        dL_ds = p.scatter_add(1, y.unsqueeze(1), p.new_full((p.shape[0], 1), -1.0))
-        return _chain(dL_ds, grad, ctx.reduction), None, None
+    def backward(ctx, grad: Tensor | None, grad_p: Tensor | None):
+        y, p = ctx.saved_tensors
+        ds = None
+        if grad is not None:
+            # dL_i/ds = p - onehot(y_i)
+            dL_ds = p.scatter_add(1, y.unsqueeze(1), p.new_full((p.shape[0], 1), -1.0))
+            ds = _chain(dL_ds, grad, ctx.reduction)
+        if grad_p is not None:  # p was used too, as in a second derivative of L
+            ds_p = _softmax_backward(p, grad_p)
+            ds = ds_p if ds is None else ds + ds_p
+        return ds, None, None
 
 
 def cross_entropy(scores: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
     """Softmax cross-entropy ``L_i = -log(e^{s_{y_i}} / sum_j e^{s_j})``; equals F.cross_entropy."""
     check_target(scores, target)
     _check_reduction(reduction)
-    return CrossEntropyFunction.apply(scores, target, reduction)
+    return CrossEntropyFunction.apply(scores, target, reduction)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,28 +222,39 @@ def cross_entropy(scores: Tensor, target: Tensor, reduction: str = "mean") -> Te
 
 
 class MSELossFunction(torch.autograd.Function):
+    """Returns ``(L, x - t)``: backward reuses the difference, an output so that backward stays
+    differentiable. ``mse_loss`` returns L alone."""
+
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: Tensor, t: Tensor, reduction: str) -> Tensor:
-        return _reduce((x - t) ** 2, reduction)
+    def forward(x: Tensor, t: Tensor, reduction: str) -> tuple[Tensor, Tensor]:
+        diff = x - t
+        if reduction == "none":
+            return diff * diff, diff
+        flat = diff.reshape(-1)
+        L = torch.dot(flat, flat)  # sum (x - t)^2 in one pass
+        return (L / diff.numel() if reduction == "mean" else L), diff
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, t, reduction = inputs
-        ctx.save_for_backward(x, t)
-        ctx.reduction = reduction
+        ctx.save_for_backward(output[1])
+        ctx.reduction = inputs[2]
+        ctx.set_materialize_grads(False)
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, t = ctx.saved_tensors
+    def backward(ctx, grad: Tensor | None, grad_diff: Tensor | None):
+        (diff,) = ctx.saved_tensors
         # d/dx (x - t)^2 = 2 (x - t) = -2 delta, with the lecture's delta = t - x
-        d = 2 * (x - t)
-        if ctx.reduction == "mean":
-            d = d * (grad / x.numel())
-        else:
-            d = d * grad
-        return d, (-d if ctx.needs_input_grad[1] else None), None
+        dx = None
+        if grad is not None:
+            if ctx.reduction == "none":
+                dx = 2 * diff * grad
+            else:
+                dx = diff * (grad * (2 / diff.numel() if ctx.reduction == "mean" else 2))
+        if grad_diff is not None:
+            dx = grad_diff if dx is None else dx + grad_diff
+        return dx, (-dx if dx is not None and ctx.needs_input_grad[1] else None), None
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -239,7 +270,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
             f"{tuple(target.shape)} (no broadcasting: reshape one of them explicitly)"
         )
     _check_reduction(reduction)
-    return MSELossFunction.apply(input, target, reduction)
+    return MSELossFunction.apply(input, target, reduction)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +291,7 @@ class L2PenaltyFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor):
         (w,) = ctx.saved_tensors
-        return 2 * w * grad
+        return w * (2 * grad)  # the scalar first: one pass over w, not two
 
 
 class L1PenaltyFunction(torch.autograd.Function):

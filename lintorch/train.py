@@ -39,23 +39,27 @@ DATASET_DEFAULTS = {
     "cifar10": {
         # The course's lr 1e-7 and reg 2.5e4 on raw 0..255 pixels, rescaled to standardized
         # inputs (std ~ 64 per channel): lr x 64^2, reg / 64^2; 1,500 steps of 200 ~ 6 epochs.
-        "linear": dict(epochs=6, batch_size=200, lr=4e-4, lr_decay="none", reg=6.0),
-        "mlp": dict(epochs=20, batch_size=200, lr=0.2, lr_decay="cosine", reg=5e-5,
-                    hidden=[512]),
+        "linear": dict(epochs=6, batch_size=200, lr=4e-4, lr_decay="none", momentum=0.0,
+                       reg=6.0),
+        "mlp": dict(epochs=20, batch_size=200, lr=0.2, lr_decay="cosine", momentum=0.0,
+                    reg=5e-5, hidden=[512]),
     },
     "fashion-mnist": {
-        "linear": dict(epochs=15, batch_size=128, lr=0.05, lr_decay="cosine", reg=1e-3),
-        "mlp": dict(epochs=30, batch_size=128, lr=1.0, lr_decay="cosine", reg=1e-4,
-                    hidden=[512]),
+        "linear": dict(epochs=15, batch_size=128, lr=0.05, lr_decay="cosine", momentum=0.0,
+                       reg=1e-3),
+        # Momentum: the only change that moved the MLP's validation accuracy past the
+        # plain-SGD plateau (89.0-89.3% on a 10,000-image split; README, Results).
+        "mlp": dict(epochs=30, batch_size=128, lr=0.2, lr_decay="cosine", momentum=0.9,
+                    reg=5e-5, hidden=[512]),
     },
 }
 DATASET_DEFAULTS["mnist"] = DATASET_DEFAULTS["fashion-mnist"]
 # Rates for the SVM where its validation accuracy preferred another one.
 SVM_OVERRIDES = {
-    "fashion-mnist": {"linear": dict(lr=5e-3)},
+    "fashion-mnist": {"linear": dict(lr=0.01)},
 }
 SVM_OVERRIDES["mnist"] = SVM_OVERRIDES["fashion-mnist"]
-PER_DATASET = ("epochs", "batch_size", "lr", "lr_decay", "reg", "hidden")
+PER_DATASET = ("epochs", "batch_size", "lr", "lr_decay", "momentum", "reg", "hidden")
 
 
 @dataclass
@@ -76,7 +80,7 @@ class TrainConfig:
     lr_decay: str | None = None
     lr_step: int = 5
     lr_gamma: float = 0.5
-    momentum: float = 0.0
+    momentum: float | None = None
     reg: float | None = None
     reg_type: str = "l2"
     seed: int = 0
@@ -183,8 +187,8 @@ def data_loss_fn(loss: str, impl: str):
     so lintorch's Functions are applied directly: no per-step check, no host sync on a GPU."""
     if impl == "lintorch":
         if loss == "svm":
-            return lambda s, y: losses.SVMLossFunction.apply(s, y, 1.0, "mean")
-        return lambda s, y: losses.CrossEntropyFunction.apply(s, y, "mean")
+            return lambda s, y: losses.SVMLossFunction.apply(s, y, 1.0, "mean")[0]
+        return lambda s, y: losses.CrossEntropyFunction.apply(s, y, "mean")[0]
     if loss == "svm":  # torch's rows are divided by C; the lecture's are not
         return lambda s, y: s.shape[1] * F.multi_margin_loss(s, y)
     return F.cross_entropy
@@ -539,8 +543,8 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
       help=f"learning-rate schedule, stepped once per epoch ({per})")
     a("--lr-step", type=_positive(int), default=5, help="epochs between decays for --lr-decay step")
     a("--lr-gamma", type=_positive(float), default=0.5, help="decay factor for step and exp")
-    a("--momentum", type=_non_negative(float), default=0.0,
-      help="SGD momentum (0 is the lecture's plain SGD)")
+    a("--momentum", type=_non_negative(float), default=None,
+      help=f"SGD momentum, 0 being the lecture's plain SGD ({per})")
     if not sweep:
         a("--reg", type=_non_negative(float), default=None,
           help=f"regularization strength lambda ({per})")

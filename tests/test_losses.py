@@ -244,6 +244,8 @@ def test_torch_func_grad_matches_builtin():
         (lambda s: lintorch.cross_entropy(s, y), lambda s: F.cross_entropy(s, y)),
         (lambda s: lintorch.svm_loss(s, y), lambda s: svm_builtin(s, y)),
         (lambda s: lintorch.l2_penalty(s), lambda s: (s ** 2).sum()),
+        (lambda s: lintorch.mse_loss(s, s.detach().flip(0)),
+         lambda s: F.mse_loss(s, s.detach().flip(0))),
     ]:
         torch.testing.assert_close(torch.func.grad(ours)(s), torch.func.grad(ref)(s))
 
@@ -252,13 +254,13 @@ def test_vmap_over_a_batch_of_problems():
     g = torch.Generator().manual_seed(5)
     s = torch.randn(4, 8, 5, generator=g, dtype=torch.float64)  # 4 problems of (N=8, C=5)
     y = torch.randint(5, (4, 8), generator=g)
-    got = torch.func.vmap(lambda s, y: losses.CrossEntropyFunction.apply(s, y, "mean"))(s, y)
+    got = torch.func.vmap(lambda s, y: losses.CrossEntropyFunction.apply(s, y, "mean")[0])(s, y)
     want = torch.stack([F.cross_entropy(s[k], y[k]) for k in range(4)])
     torch.testing.assert_close(got, want)
     got = torch.func.vmap(lambda s: lintorch.softmax(s))(s)
     torch.testing.assert_close(got, torch.softmax(s, dim=2))
     per_problem_grads = torch.func.vmap(torch.func.grad(
-        lambda s, y: losses.SVMLossFunction.apply(s, y, 1.0, "sum")))(s, y)
+        lambda s, y: losses.SVMLossFunction.apply(s, y, 1.0, "sum")[0]))(s, y)
     want = torch.stack([torch.func.grad(svm_builtin)(s[k], y[k], reduction="sum")
                         for k in range(4)])
     torch.testing.assert_close(per_problem_grads, want)
