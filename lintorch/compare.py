@@ -69,7 +69,7 @@ BUILTIN: dict[str, Callable[..., Tensor]] = {
 FUNCTION: dict[str, Callable[..., Tensor]] = {
     "svm": lambda s, y, reduction="mean": losses.SVMLossFunction.apply(s, y, 1.0, reduction)[0],
     "softmax": lambda s, y, reduction="mean": losses.CrossEntropyFunction.apply(s, y, reduction)[0],
-    "mse": lambda x, t, reduction="mean": losses.MSELossFunction.apply(x, t, reduction)[0],
+    "mse": lambda x, t, reduction="mean": losses.MSELossFunction.apply(x, t, reduction),
 }
 
 

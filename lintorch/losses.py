@@ -10,6 +10,8 @@ and ``generate_vmap_rule = True`` lets ``torch.func.grad`` and ``torch.func.vmap
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import Tensor, nn
 
@@ -82,7 +84,7 @@ def _chain(dL_ds: Tensor, grad: Tensor, reduction: str) -> Tensor:
 
 def _hinge_margins(s: Tensor, y: Tensor, margin: float) -> Tensor:
     """margins_ij = s_j - s_{y_i} + margin, over every j: the j = y_i column equals margin."""
-    return s - s.gather(1, y.unsqueeze(1)) + margin
+    return s - (s.gather(1, y.unsqueeze(1)) - margin)  # the margin added to N numbers, not N C
 
 
 class SVMLossFunction(torch.autograd.Function):
@@ -96,12 +98,17 @@ class SVMLossFunction(torch.autograd.Function):
         hinge = _hinge_margins(s, y, margin).clamp(min=0)
         # Summing over all j includes the constant max(0, margin) from j = y_i (the lecture's
         # "no difference: adds a constant"); subtracting it back gives the sum over j != y_i.
-        L_i = hinge.sum(1) - max(margin, 0.0)
+        constant = max(margin, 0.0)
+        if reduction == "none":
+            L = hinge.sum(1) - constant
+        else:
+            L = hinge.sum() - constant * s.shape[0]
+            L = L / s.shape[0] if reduction == "mean" else L
         # dL_i/ds_j = 1[margin_ij > 0] for j != y_i, and dL_i/ds_{y_i} = -(number of such j).
         # The j = y_i column of `active` is 1[margin > 0]; it cancels in active - rowsum below.
-        active = (hinge > 0).to(s.dtype)
+        active = hinge.sign()  # 1[margin_ij > 0], since hinge >= 0
         dL_ds = active.scatter_add_(1, y.unsqueeze(1), -active.sum(1, keepdim=True))
-        return _reduce(L_i, reduction), dL_ds
+        return L, dL_ds
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -222,39 +229,35 @@ def cross_entropy(scores: Tensor, target: Tensor, reduction: str = "mean") -> Te
 
 
 class MSELossFunction(torch.autograd.Function):
-    """Returns ``(L, x - t)``: backward reuses the difference, an output so that backward stays
-    differentiable. ``mse_loss`` returns L alone."""
-
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: Tensor, t: Tensor, reduction: str) -> tuple[Tensor, Tensor]:
+    def forward(x: Tensor, t: Tensor, reduction: str) -> Tensor:
         diff = x - t
         if reduction == "none":
-            return diff * diff, diff
+            return diff * diff
         flat = diff.reshape(-1)
         L = torch.dot(flat, flat)  # sum (x - t)^2 in one pass
-        return (L / diff.numel() if reduction == "mean" else L), diff
+        return L / diff.numel() if reduction == "mean" else L
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output[1])
-        ctx.reduction = inputs[2]
-        ctx.set_materialize_grads(False)
+        x, t, reduction = inputs
+        ctx.save_for_backward(x, t)
+        ctx.reduction = reduction
 
     @staticmethod
-    def backward(ctx, grad: Tensor | None, grad_diff: Tensor | None):
-        (diff,) = ctx.saved_tensors
-        # d/dx (x - t)^2 = 2 (x - t) = -2 delta, with the lecture's delta = t - x
-        dx = None
-        if grad is not None:
-            if ctx.reduction == "none":
-                dx = 2 * diff * grad
-            else:
-                dx = diff * (grad * (2 / diff.numel() if ctx.reduction == "mean" else 2))
-        if grad_diff is not None:
-            dx = grad_diff if dx is None else dx + grad_diff
-        return dx, (-dx if dx is not None and ctx.needs_input_grad[1] else None), None
+    def backward(ctx, grad: Tensor):
+        x, t = ctx.saved_tensors
+        # d/dx (x - t)^2 = 2 (x - t) = -2 delta, with the lecture's delta = t - x.
+        if ctx.reduction == "none":
+            dx = 2 * (x - t) * grad
+        else:
+            scale = grad * (2 / x.numel() if ctx.reduction == "mean" else 2)
+            # Scaling x - t in place saves a pass over memory, but only while no graph of this
+            # backward is being recorded (double backward needs x - t unmodified).
+            dx = (x - t).mul_(scale) if not torch.is_grad_enabled() else (x - t) * scale
+        return dx, (-dx if ctx.needs_input_grad[1] else None), None
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
@@ -270,7 +273,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
             f"{tuple(target.shape)} (no broadcasting: reshape one of them explicitly)"
         )
     _check_reduction(reduction)
-    return MSELossFunction.apply(input, target, reduction)[0]
+    return MSELossFunction.apply(input, target, reduction)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,3 +375,11 @@ class MSELoss(_Loss):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return mse_loss(input, target, self.reduction)
+
+
+# Each apply of a setup_context-style Function binds its arguments to forward's signature with
+# inspect.signature (~3.5 µs on a 2-core CPU, as long as a small kernel); a signature computed
+# once and stored where inspect looks first turns that into a lookup.
+for _function in (SVMLossFunction, SoftmaxFunction, CrossEntropyFunction, MSELossFunction,
+                  L2PenaltyFunction, L1PenaltyFunction):
+    _function.forward.__signature__ = inspect.signature(_function.forward)
