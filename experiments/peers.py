@@ -106,8 +106,9 @@ def run_lintorch(peer: Peer, root: str, sizes: Sizes, logdir: str, n_images: int
     c = metrics["config"]
     hidden = f"hidden {c['hidden']}, " if model == "mlp" else ""
     n = min(n_images - c["val_size"], c["limit"] or n_images)
-    notes = (f"{hidden}{c['epochs']} ep, batch {c['batch_size']}, lr {c['lr']:g} {c['lr_decay']}, "
-             f"reg {c['reg']:g}; {n:,} train")
+    momentum = f" momentum {c['momentum']:g}" if c["momentum"] else ""
+    notes = (f"{hidden}{c['epochs']} ep, batch {c['batch_size']}, lr {c['lr']:g} {c['lr_decay']}"
+             f"{momentum}, reg {c['reg']:g}; {n:,} train")
     return _row(peer, metrics["test"]["accuracy"], metrics["wall_time_s"], notes,
                 metrics["device"], load_s=metrics["data_load_s"], run_dir=metrics["run_dir"],
                 config=c)

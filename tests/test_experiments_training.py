@@ -275,3 +275,24 @@ def test_cifar10_is_the_default_where_it_is_found(tmp_path):
         assert img.size[0] > 10 * 32 * 4  # colour templates, 32x32 tiles
     r, text = run_main("search_vs_gradient", args[:-3] + ["--budget", "20"])
     assert r["dataset"] == "cifar10" and r["methods"][-1]["evaluations"] == 20
+
+
+# ---------------------------------------------------------------------------------------------
+# linear_ceiling.py
+
+
+@needs_fashion
+def test_linear_ceiling_reaches_the_minimum_of_each_objective(tmp_path):
+    argv = [a for a in quick(tmp_path) if a not in ("--logdir", str(tmp_path))]
+    r, text = run_main("linear_ceiling", argv + ["--iterations", "200"])
+    rows = {k["lambda"]: k for k in r["rows"]}
+    assert list(rows) == [1e-2, 1e-3]
+    for k in rows.values():
+        # below the loss of W = 0 (log C), where the gradient (norm ~1 at W = 0) has all but
+        # vanished
+        assert k["objective"] < math.log(10) and k["grad_norm"] < 1e-2
+        assert float(row(text, f"{k['lambda']:g}")[5].rstrip("%")) == pytest.approx(
+            100 * k["test_accuracy"], abs=0.01)
+    # less regularization fits the training images at least as well
+    assert rows[1e-3]["train_accuracy"] >= rows[1e-2]["train_accuracy"]
+    assert r["best_test_oracle"]["test_accuracy"] == max(k["test_accuracy"] for k in rows.values())
