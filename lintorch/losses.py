@@ -3,9 +3,12 @@
 Notation follows the lecture: scores ``s = f(x, W)`` of shape ``(N, C)``, integer labels ``y``,
 per-example losses ``L_i`` and the data loss ``L = 1/N sum_i L_i``.
 
-Every backward pass is built from differentiable tensor operations on the saved inputs (never
-``once_differentiable``), so the gradients can themselves be differentiated (``gradgradcheck``),
-and ``generate_vmap_rule = True`` lets ``torch.func.grad`` and ``torch.func.vmap`` see through them.
+Every backward pass is built from differentiable tensor operations on saved inputs or outputs
+(never ``once_differentiable``), so the gradients can themselves be differentiated
+(``gradgradcheck``), and ``generate_vmap_rule = True`` lets ``torch.func.grad`` and
+``torch.func.vmap`` see through them. Where backward reuses something forward computed (the
+probabilities p, the SVM's gradient pattern), ``Function.apply`` returns it as a second output,
+PyTorch's pattern for saving an intermediate result; the functionals return the loss alone.
 """
 
 from __future__ import annotations
