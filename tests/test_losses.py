@@ -359,3 +359,18 @@ def test_cuda_gradcheck():
     assert gradcheck(lambda s: lintorch.svm_loss(s, y), (s,))
     assert gradcheck(lambda s: lintorch.cross_entropy(s, y), (s,))
     assert gradgradcheck(lambda s: lintorch.cross_entropy(s, y), (s,))
+
+
+def test_functions_return_what_backward_reuses():
+    s, y = random_problem(6, 4)
+    s = away_from_kinks(s, y).requires_grad_(True)
+    L, p = losses.CrossEntropyFunction.apply(s, y, "mean")
+    torch.testing.assert_close(p, torch.softmax(s, 1))
+    # p is differentiable like any output: d(sum_k p_k w_k)/ds through it matches torch's softmax
+    w = torch.randn(4, dtype=s.dtype)
+    torch.testing.assert_close(torch.autograd.grad((p * w).sum(), s)[0],
+                               torch.autograd.grad((torch.softmax(s, 1) * w).sum(), s)[0])
+    L, pattern = losses.SVMLossFunction.apply(s, y, 1.0, "sum")
+    assert not pattern.requires_grad
+    want = torch.autograd.grad(svm_builtin(s, y, reduction="sum"), s)[0]
+    torch.testing.assert_close(pattern, want)
