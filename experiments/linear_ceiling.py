@@ -27,6 +27,7 @@ import torch
 from lintorch import report
 from lintorch.losses import cross_entropy, l2_penalty
 from lintorch.models import LinearClassifier
+from lintorch.train import evaluate
 
 EXPERIMENT = "linear_ceiling"
 LAMBDAS = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 0.0)
@@ -52,8 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def accuracy(model: LinearClassifier, x: torch.Tensor, y: torch.Tensor) -> float:
-    with torch.no_grad():
-        return float((model(x).argmax(1) == y).double().mean())
+    return float(evaluate(model, x, y, cross_entropy)[1])
 
 
 def minimize(model: LinearClassifier, x: torch.Tensor, y: torch.Tensor, lam: float,
