@@ -85,20 +85,22 @@ def _chain(dL_ds: Tensor, grad: Tensor, reduction: str) -> Tensor:
 # Multiclass SVM (hinge) loss:  L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + margin)
 
 
-def _hinge_margins(s: Tensor, y: Tensor, margin: float) -> Tensor:
-    """margins_ij = s_j - s_{y_i} + margin, over every j: the j = y_i column equals margin."""
-    return s - (s.gather(1, y.unsqueeze(1)) - margin)  # the margin added to N numbers, not N C
+def _hinge_margins(s: Tensor, y1: Tensor, margin: float) -> Tensor:
+    """margins_ij = s_j - s_{y_i} + margin, over every j: the j = y_i column equals margin.
+    ``y1``: the labels as a column (N, 1)."""
+    return s - (s.gather(1, y1) - margin)  # the margin added to N numbers, not N C
 
 
 class SVMLossFunction(torch.autograd.Function):
-    """Returns ``(L, dL_ds)``: the loss and its gradient pattern, which is piecewise constant in
-    s, so backward reuses it as it is. ``svm_loss`` returns L alone."""
+    """Returns ``(L, dL_ds)``: the loss and its gradient, which is piecewise constant in s, so
+    backward reuses it as it is. ``svm_loss`` returns L alone."""
 
     generate_vmap_rule = True
 
     @staticmethod
     def forward(s: Tensor, y: Tensor, margin: float, reduction: str) -> tuple[Tensor, Tensor]:
-        hinge = _hinge_margins(s, y, margin).clamp(min=0)
+        y1 = y.unsqueeze(1)
+        hinge = _hinge_margins(s, y1, margin).clamp(min=0)
         # Summing over all j includes the constant max(0, margin) from j = y_i (the lecture's
         # "no difference: adds a constant"); subtracting it back gives the sum over j != y_i.
         constant = max(margin, 0.0)
@@ -106,11 +108,12 @@ class SVMLossFunction(torch.autograd.Function):
             L = hinge.sum(1) - constant
         else:
             L = hinge.sum() - constant * s.shape[0]
-            L = L / s.shape[0] if reduction == "mean" else L
         # dL_i/ds_j = 1[margin_ij > 0] for j != y_i, and dL_i/ds_{y_i} = -(number of such j).
         # The j = y_i column of `active` is 1[margin > 0]; it cancels in active - rowsum below.
         active = hinge.sign()  # 1[margin_ij > 0], since hinge >= 0
-        dL_ds = active.scatter_add_(1, y.unsqueeze(1), -active.sum(1, keepdim=True))
+        dL_ds = active.scatter_add_(1, y1, -active.sum(1, keepdim=True))
+        if reduction == "mean":  # dL/ds of the mean: 1/N of the sum's
+            L, dL_ds = L / s.shape[0], dL_ds.div_(s.shape[0])
         return L, dL_ds
 
     @staticmethod
@@ -124,7 +127,7 @@ class SVMLossFunction(torch.autograd.Function):
         # The hinge is piecewise linear: its second derivative is 0, which is what autograd
         # finds when it differentiates this backward, since dL_ds is a constant to it.
         (dL_ds,) = ctx.saved_tensors
-        return _chain(dL_ds, grad, ctx.reduction), None, None, None
+        return dL_ds * (grad.unsqueeze(1) if ctx.reduction == "none" else grad), None, None, None
 
 
 def svm_loss(
@@ -232,34 +235,40 @@ def cross_entropy(scores: Tensor, target: Tensor, reduction: str = "mean") -> Te
 
 
 class MSELossFunction(torch.autograd.Function):
+    """Returns ``(L, x - t)``: the loss and the difference backward reuses (the lecture's
+    -delta), so that backward is one pass over memory. ``mse_loss`` returns L alone."""
+
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x: Tensor, t: Tensor, reduction: str) -> Tensor:
+    def forward(x: Tensor, t: Tensor, reduction: str) -> tuple[Tensor, Tensor]:
         diff = x - t
         if reduction == "none":
-            return diff * diff
+            return diff * diff, diff
         flat = diff.reshape(-1)
         L = torch.dot(flat, flat)  # sum (x - t)^2 in one pass
-        return L / diff.numel() if reduction == "mean" else L
+        return (L / diff.numel() if reduction == "mean" else L), diff
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, t, reduction = inputs
-        ctx.save_for_backward(x, t)
-        ctx.reduction = reduction
+        ctx.save_for_backward(output[1])
+        ctx.reduction = inputs[2]
+        ctx.set_materialize_grads(False)  # no zeros the size of x for an unused x - t
 
     @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, t = ctx.saved_tensors
-        # d/dx (x - t)^2 = 2 (x - t) = -2 delta, with the lecture's delta = t - x.
-        if ctx.reduction == "none":
-            dx = 2 * (x - t) * grad
-        else:
-            scale = grad * (2 / x.numel() if ctx.reduction == "mean" else 2)
-            # Scaling x - t in place saves a pass over memory, but only while no graph of this
-            # backward is being recorded (double backward needs x - t unmodified).
-            dx = (x - t).mul_(scale) if not torch.is_grad_enabled() else (x - t) * scale
+    def backward(ctx, grad: Tensor | None, grad_diff: Tensor | None):
+        (diff,) = ctx.saved_tensors
+        dx = None
+        if grad is not None:
+            # d/dx (x - t)^2 = 2 (x - t) = -2 delta, with the lecture's delta = t - x.
+            if ctx.reduction == "none":
+                dx = diff * (2 * grad)
+            else:
+                dx = diff * (grad * (2 / diff.numel() if ctx.reduction == "mean" else 2))
+        if grad_diff is not None:  # x - t was used too, as in a second derivative of L
+            dx = grad_diff if dx is None else dx + grad_diff
+        if dx is None:
+            return None, None, None
         return dx, (-dx if ctx.needs_input_grad[1] else None), None
 
 
@@ -276,7 +285,7 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
             f"{tuple(target.shape)} (no broadcasting: reshape one of them explicitly)"
         )
     _check_reduction(reduction)
-    return MSELossFunction.apply(input, target, reduction)
+    return MSELossFunction.apply(input, target, reduction)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,6 +347,16 @@ def l1_penalty(weight: Tensor) -> Tensor:
 PENALTIES = {"l2": l2_penalty, "l1": l1_penalty}
 
 
+# For loops whose labels were checked once up front (training, the sweep, compare's timing):
+# the loss alone, straight from the Functions, with no per-call check (which would cost a host
+# sync on a GPU). Same signatures as the functionals, the SVM's margin fixed at 1.
+UNCHECKED = {
+    "svm": lambda s, y, reduction="mean": SVMLossFunction.apply(s, y, 1.0, reduction)[0],
+    "softmax": lambda s, y, reduction="mean": CrossEntropyFunction.apply(s, y, reduction)[0],
+    "mse": lambda x, t, reduction="mean": MSELossFunction.apply(x, t, reduction)[0],
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # nn.Module wrappers, in the shape of torch.nn's losses
 
@@ -380,9 +399,50 @@ class MSELoss(_Loss):
         return mse_loss(input, target, self.reduction)
 
 
-# Each apply of a setup_context-style Function binds its arguments to forward's signature with
-# inspect.signature (~3.5 µs on a 2-core CPU, as long as a small kernel); a signature computed
-# once and stored where inspect looks first turns that into a lookup.
+# ---------------------------------------------------------------------------------------------
+# Each apply of a setup_context-style Function binds its arguments to forward's signature to
+# fill in defaults: inspect.signature(forward).bind(...).apply_defaults(), ~4.6 µs of pure
+# Python on a 2-core CPU, as long as half a dozen small kernels. lintorch's forwards have no
+# defaults and their callers pass every argument by position, so a signature stored once, whose
+# bind maps positions to names without inspect's general search, gives torch the same bound
+# arguments in a fraction of the time. Any other call (keywords, a wrong count) takes
+# inspect's own path, with its own error messages.
+
+
+class _PositionalBound(inspect.BoundArguments):
+    __slots__ = ("_args",)
+
+    @property
+    def args(self) -> tuple:
+        return self._args
+
+    @property
+    def kwargs(self) -> dict:
+        return {}
+
+    def apply_defaults(self) -> None:  # every parameter is already bound
+        pass
+
+
+class _PositionalSignature(inspect.Signature):
+    __slots__ = ("_names",)
+
+    def __init__(self, signature: inspect.Signature) -> None:
+        super().__init__(list(signature.parameters.values()),
+                         return_annotation=signature.return_annotation)
+        kinds = {p.kind for p in self.parameters.values()}
+        # Positions map to names one to one only when every parameter is positional-or-keyword.
+        self._names = (tuple(self.parameters)
+                       if kinds <= {inspect.Parameter.POSITIONAL_OR_KEYWORD} else None)
+
+    def bind(self, *args, **kwargs):
+        if kwargs or self._names is None or len(args) != len(self._names):
+            return super().bind(*args, **kwargs)
+        bound = _PositionalBound(self, dict(zip(self._names, args)))
+        bound._args = args
+        return bound
+
+
 for _function in (SVMLossFunction, SoftmaxFunction, CrossEntropyFunction, MSELossFunction,
                   L2PenaltyFunction, L1PenaltyFunction):
-    _function.forward.__signature__ = inspect.signature(_function.forward)
+    _function.forward.__signature__ = _PositionalSignature(inspect.signature(_function.forward))

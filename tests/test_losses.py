@@ -1,5 +1,6 @@
 """The hand-written losses against the lecture's numbers, gradcheck and torch's built-ins."""
 
+import inspect
 import math
 
 import pytest
@@ -374,3 +375,55 @@ def test_functions_return_what_backward_reuses():
     assert not pattern.requires_grad
     want = torch.autograd.grad(svm_builtin(s, y, reduction="sum"), s)[0]
     torch.testing.assert_close(pattern, want)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_svm_second_output_is_dL_ds(reduction):
+    s, y = random_problem(6, 4, seed=1)
+    s = away_from_kinks(s, y).requires_grad_(True)
+    L, dL_ds = losses.SVMLossFunction.apply(s, y, 1.0, reduction)
+    ref = svm_builtin(s, y, reduction=reduction)
+    # for reduction "none", dL_ds holds each row's dL_i/ds_i: the gradient of sum_i L_i
+    want = torch.autograd.grad(ref.sum(), s)[0]
+    torch.testing.assert_close(dL_ds, want)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_mse_returns_the_difference_and_differentiates_through_it(reduction):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(losses.MSELossFunction.apply(x, t, reduction)[1], x - t)
+    w = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    # a function of both outputs, and of the difference alone: gradients as torch's
+    for f in (lambda L, d: L.sum() + (d * w).sum(), lambda L, d: (d * w).sum()):
+        got = torch.autograd.grad(f(*losses.MSELossFunction.apply(x, t, reduction)), (x, t))
+        want = torch.autograd.grad(f(F.mse_loss(x, t, reduction=reduction), x - t), (x, t))
+        torch.testing.assert_close(got, want)
+    assert gradcheck(lambda x, t: losses.MSELossFunction.apply(x, t, reduction), (x, t))
+    assert gradgradcheck(lambda x, t: losses.MSELossFunction.apply(x, t, reduction), (x, t))
+
+
+def test_apply_binds_positions_and_keywords_like_inspect():
+    s, y = random_problem(6, 4, seed=4)
+    by_position = losses.CrossEntropyFunction.apply(s, y, "sum")[0]
+    by_keyword = losses.CrossEntropyFunction.apply(s, y, reduction="sum")[0]
+    torch.testing.assert_close(by_position, by_keyword)
+    with pytest.raises(TypeError, match="reduction"):
+        losses.CrossEntropyFunction.apply(s, y)
+    with pytest.raises(TypeError):
+        losses.CrossEntropyFunction.apply(s, y, "sum", "extra")
+    bound = inspect.signature(losses.SVMLossFunction.forward).bind(s, y, 1.0, "mean")
+    assert bound.arguments == {"s": s, "y": y, "margin": 1.0, "reduction": "mean"}
+    assert bound.args == (s, y, 1.0, "mean") and bound.kwargs == {}
+
+
+@pytest.mark.parametrize("loss", ["svm", "softmax", "mse"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_unchecked_losses_equal_the_functionals(loss, reduction):
+    s, y = random_problem(6, 4, seed=5)
+    checked = {"svm": lintorch.svm_loss, "softmax": lintorch.cross_entropy,
+               "mse": lintorch.mse_loss}[loss]
+    target = torch.randn_like(s) if loss == "mse" else y
+    torch.testing.assert_close(losses.UNCHECKED[loss](s, target, reduction),
+                               checked(s, target, reduction=reduction))
