@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, as one prepared run (the device machine has torch but no registry):
 #   OUT=/some/folder bash experiments/gpu_check.sh
-# CUDA tests, the default training runs on CUDA, the benchmark and compare's speed table.
+# CUDA tests, the default training runs on CUDA, the benchmark, compare's speed table and a
+# profile of the training step.
 # Fashion-MNIST comes from $FASHION_MNIST (default .device/fashion-mnist, a git-ignored copy
 # of Debian's files) when the machine has no dataset-fashion-mnist package.
 set -u
@@ -23,14 +24,14 @@ RUNS=$(mktemp -d)
 } > "$OUT/env.txt" 2>&1
 
 # CUDA tests, plus the loss tests under this machine's torch (the dependency ranges' low end).
-timeout 200 python -m pytest -q -p no:cacheprovider -m "cuda or not slow" \
+timeout 150 python -m pytest -q -p no:cacheprovider -m "cuda or not slow" \
     tests/test_losses.py tests/test_models.py tests/test_train.py tests/test_data.py \
     tests/test_search.py tests/test_compare.py tests/test_board.py > "$OUT/pytest.txt" 2>&1
 
 # The default runs on CUDA: time to accuracy, data loading included.
 for spec in "linear softmax" "linear svm" "mlp softmax"; do
     set -- $spec
-    timeout 120 python -m lintorch.train --dataset fashion-mnist --device cuda --model "$1" \
+    timeout 90 python -m lintorch.train --dataset fashion-mnist --device cuda --model "$1" \
         --loss "$2" --logdir "$RUNS" --run-name "$1-$2" --quiet --no-download
 done
 python - "$RUNS" > "$OUT/train.txt" 2>&1 <<'PY'
@@ -45,4 +46,6 @@ timeout 240 python experiments/benchmark.py --device cuda --json "$OUT/bench.jso
     > "$OUT/bench.txt" 2>&1
 timeout 60 python -m lintorch.compare --no-train --device cuda --json "$OUT/compare.json" \
     > "$OUT/compare.txt" 2>&1
+timeout 60 python experiments/profile_step.py --dataset fashion-mnist --device cuda \
+    --no-download > "$OUT/profile.txt" 2>&1
 echo done >> "$OUT/env.txt"
