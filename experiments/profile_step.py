@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict:
         # steps they cost next to nothing, so the table is the steps'.
         d = dataclasses.replace(d, val_x=d.val_x[:256], val_y=d.val_y[:256],
                                 test_x=d.test_x[:256], test_y=d.test_y[:256])
-        device = str(d.train_x.device)
+        device = d.train_x.device.type  # TrainConfig takes "cuda", not "cuda:0"
         cfg = TrainConfig(dataset=args.dataset, loss=args.loss, batch_size=args.batch_size,
                           epochs=1, device=device, logdir=tmp, tensorboard=False, quiet=True)
         epoch_s, prof = profile_epoch(cfg, d)
