@@ -110,11 +110,11 @@ QUICK = Sizes(cifar_per_batch=300, cifar_test=300, limit=1500, epochs=2, rounds=
 # The three training loops
 
 
-def lintorch_epochs(d: data.Prepared, dataset: str, sizes: Sizes, device: str, logdir: str
-                    ) -> list[float]:
+def lintorch_epochs(d: data.Prepared, dataset: str, sizes: Sizes, device: str, logdir: str,
+                    cuda_graphs: bool = True) -> list[float]:
     """Seconds per epoch of lintorch's own loop (``fit``), past the first epoch."""
     cfg = TrainConfig(dataset=dataset, batch_size=BATCH_SIZE, epochs=sizes.epochs, device=device,
-                      logdir=logdir, tensorboard=False, quiet=True)
+                      logdir=logdir, tensorboard=False, quiet=True, cuda_graphs=cuda_graphs)
     history = fit(cfg, prepared=d)["history"]
     return [row["epoch_time_s"] for row in history[1:]]
 
@@ -236,6 +236,9 @@ def measure_training(raw: data.RawData, sizes: Sizes, device: str, tmp: str) -> 
         "pipeline_w2": lambda: [pipeline_epoch(pipeline, in_features, num_classes, cfg, 2,
                                                device)],
     }
+    if torch.device(device).type == "cuda":  # what the CUDA graphs save: eager steps too
+        loops["lintorch_eager"] = lambda: lintorch_epochs(d, raw.name, sizes, device, tmp,
+                                                          cuda_graphs=False)
     times: dict[str, list[float]] = {name: [] for name in loops}
     order = list(loops)
     for r in range(sizes.rounds):
@@ -246,6 +249,7 @@ def measure_training(raw: data.RawData, sizes: Sizes, device: str, tmp: str) -> 
     rows = [_measurement("a", "lintorch epoch / bare-loop floor", raw.name, device,
                          med["lintorch"] / med["floor"], "x", "epoch_vs_floor",
                          lintorch_epoch_s=med["lintorch"], floor_epoch_s=med["floor"],
+                         lintorch_eager_epoch_s=med.get("lintorch_eager"),
                          train_images=n, epochs_timed=len(times["floor"]))]
     for w in (0, 2):
         rows.append(_measurement(
@@ -565,6 +569,13 @@ def main(argv: list[str] | None = None) -> int:
               "and CPU ratios mean little; --threads 1 is steadier")
     print(format_table(report["measurements"]))
     for m in report["measurements"]:
+        if m["key"] == "a" and m["detail"].get("lintorch_eager_epoch_s"):
+            det = m["detail"]
+            print(f"  (a) {m['dataset']} on {m['device']}: lintorch epoch "
+                  f"{det['lintorch_epoch_s']:.3f}s with CUDA graphs, "
+                  f"{det['lintorch_eager_epoch_s']:.3f}s without "
+                  f"({det['lintorch_eager_epoch_s'] / det['floor_epoch_s']:.2f}x the floor); "
+                  f"floor {det['floor_epoch_s']:.3f}s")
         if m["key"] == "f":
             det = m["detail"]
             fit_s, sweep_s = (statistics.median(det[k]) for k in ("fit_wall_s", "sweep_wall_s"))

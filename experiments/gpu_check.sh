@@ -26,7 +26,7 @@ RUNS=$(mktemp -d)
 # CUDA tests, plus the loss tests under this machine's torch (the dependency ranges' low end).
 timeout 150 python -m pytest -q -p no:cacheprovider -m "cuda or not slow" \
     tests/test_losses.py tests/test_models.py tests/test_train.py tests/test_data.py \
-    tests/test_search.py tests/test_compare.py tests/test_board.py > "$OUT/pytest.txt" 2>&1
+    tests/test_search.py tests/test_compare.py tests/test_board.py tests/test_sweep.py > "$OUT/pytest.txt" 2>&1
 
 # The default runs on CUDA: time to accuracy, data loading included.
 for spec in "linear softmax" "linear svm" "mlp softmax"; do
@@ -46,6 +46,8 @@ timeout 240 python experiments/benchmark.py --device cuda --json "$OUT/bench.jso
     > "$OUT/bench.txt" 2>&1
 timeout 60 python -m lintorch.compare --no-train --device cuda --json "$OUT/compare.json" \
     > "$OUT/compare.txt" 2>&1
-timeout 60 python experiments/profile_step.py --dataset fashion-mnist --device cuda \
-    --no-download > "$OUT/profile.txt" 2>&1
+for graphs in --cuda-graphs --no-cuda-graphs; do
+    timeout 60 python experiments/profile_step.py --dataset fashion-mnist --device cuda \
+        --no-download $graphs --rows 30 > "$OUT/profile$graphs.txt" 2>&1
+done
 echo done >> "$OUT/env.txt"

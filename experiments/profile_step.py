@@ -44,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=25_600,
                    help="training images per epoch (25,600: 100 steps of 256)")
     p.add_argument("--rows", type=int, default=25, help="operators shown in the table")
+    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+                   help="on a GPU, steps replayed from a CUDA graph as fit does by default; "
+                        "--no-cuda-graphs shows what each eager step launches")
     return p.parse_args(argv)
 
 
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
                                 test_x=d.test_x[:256], test_y=d.test_y[:256])
         device = d.train_x.device.type  # TrainConfig takes "cuda", not "cuda:0"
         cfg = TrainConfig(dataset=args.dataset, loss=args.loss, batch_size=args.batch_size,
-                          epochs=1, device=device, logdir=tmp, tensorboard=False, quiet=True)
+                          epochs=1, device=device, logdir=tmp, tensorboard=False, quiet=True,
+                          cuda_graphs=args.cuda_graphs)
         epoch_s, prof = profile_epoch(cfg, d)
     events = prof.key_averages()
     steps = -(-d.train_x.shape[0] // args.batch_size)

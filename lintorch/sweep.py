@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import board, data, losses, train
+from .cuda_graph import GraphedStep
 from .models import LinearClassifier
 
 # ---------------------------------------------------------------------------------------------
@@ -215,6 +216,29 @@ class _Stack:
         self.reg = self.reg.index_select(0, index)
 
 
+class _Totals:
+    """Each model's sums over one epoch's steps, on the device and updated in place (a captured
+    graph writes to the same tensors at every replay), read by the host once per epoch."""
+
+    def __init__(self, models: int, device: torch.device):
+        self.loss = torch.zeros(models, device=device, dtype=torch.float64)
+        self.penalty = torch.zeros(models, device=device, dtype=torch.float64)
+        self.correct = torch.zeros(models, device=device, dtype=torch.long)
+        self.first_bad = torch.full((models,), -1, device=device, dtype=torch.long)
+        self.steps = torch.zeros((), device=device, dtype=torch.long)
+
+    @torch.no_grad()
+    def add(self, L: Tensor, R: Tensor, scores: Tensor, y: Tensor) -> None:
+        """One step's losses L (A,), penalties R (A,), scores (B, A, C) and labels y (B,)."""
+        self.steps.add_(1)
+        self.loss.add_(L * y.shape[0])
+        self.penalty.add_(R * y.shape[0])
+        # max().indices: argmax's first maximum, at half its cost here
+        self.correct.add_((scores.max(2).indices == y.unsqueeze(1)).sum(0))
+        bad = ~torch.isfinite(L + R) & (self.first_bad < 0)
+        self.first_bad.copy_(torch.where(bad, self.steps, self.first_bad))
+
+
 # ---------------------------------------------------------------------------------------------
 # The training loop
 
@@ -275,6 +299,8 @@ def train_sweep(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | 
     histories: list[list[dict]] = [[] for _ in cfgs]
     diverged: list[dict | None] = [None] * K
     bar = None
+    # On a GPU each step is replayed from a CUDA graph, as in fit (lintorch/cuda_graph.py).
+    use_graphs = device.type == "cuda" and cfg.cuda_graphs and not cfg.augment
     t_train = time.perf_counter()
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -286,38 +312,37 @@ def train_sweep(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | 
             start_W, start_b = stack.W.detach().clone(), stack.b.detach().clone()
             gen = train.epoch_generator(cfg.seed, epoch, device)
             # Sums stay on the device and are read once per epoch: no host sync in the loop.
-            A = len(stack.ids)
-            loss_sum = torch.zeros(A, device=device, dtype=torch.float64)
-            penalty_sum = torch.zeros(A, device=device, dtype=torch.float64)
-            correct = torch.zeros(A, device=device, dtype=torch.long)
-            first_bad = torch.full((A,), -1, device=device, dtype=torch.long)
-            bar = _progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}, {A} models", cfg.quiet)
-            for step, idx in enumerate(data.batch_indices(n, cfg.batch_size, gen, device)):
+            totals = _Totals(len(stack.ids), device)
+
+            def sweep_step(idx: Tensor, gen=gen, neg_lr=neg_lr, totals=totals) -> Tensor:
                 # index_select: the same rows as fit's train_x[idx], in half the time on a CPU
                 x, y = d.train_x.index_select(0, idx), d.train_y.index_select(0, idx)
                 if cfg.augment:
                     x = data.augment(x, gen)
                 L, R, scores = stack.step(x, y, loss_fn, penalty, neg_lr, cfg.momentum)
-                with torch.no_grad():
-                    loss_sum += L * y.shape[0]
-                    penalty_sum += R * y.shape[0]
-                    # max().indices: argmax's first maximum, at half its cost here
-                    correct += (scores.max(2).indices == y.unsqueeze(1)).sum(0)
-                    bad = ~torch.isfinite(L + R) & (first_bad < 0)
-                    first_bad = torch.where(bad, step + 1, first_bad)
+                totals.add(L, R, scores, y)
+                return totals.steps
+
+            # a graph per epoch: the accumulators, the rates and the stack are new tensors
+            step = GraphedStep(sweep_step, cfg.batch_size, device) if use_graphs else None
+            bar = _progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}, {len(stack.ids)} models",
+                            cfg.quiet)
+            for idx in data.batch_indices(n, cfg.batch_size, gen, device):
+                sweep_step(idx) if step is None else step(idx, key=None)
                 if bar is not None:
                     bar.update(1)
             if bar is not None:
                 bar.close()
 
             # Once per epoch the host reads what happened: drop the models that diverged.
-            bad_steps = first_bad.tolist()
+            bad_steps = totals.first_bad.tolist()
             good = [j for j, s in enumerate(bad_steps) if s < 0]
             for j, k in enumerate(stack.ids):
                 if bad_steps[j] >= 0:
                     diverged[k] = {"epoch": epoch, "step": bad_steps[j]}
                     final_W[k], final_b[k] = start_W[j], start_b[j]
-            if len(good) < A:
+            loss_sum, penalty_sum, correct = totals.loss, totals.penalty, totals.correct
+            if len(good) < len(bad_steps):
                 loss_sum, penalty_sum, correct = (t[good] for t in (loss_sum, penalty_sum, correct))
                 stack.keep(good)
             schedules.step()

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import board, data, losses
+from .cuda_graph import GraphedStep
 from .models import LinearClassifier, SigmoidMLP
 
 MODELS = ("linear", "mlp")
@@ -97,6 +98,7 @@ class TrainConfig:
     limit: int | None = None
     quiet: bool = False
     tensorboard: bool = True
+    cuda_graphs: bool = True
 
     def resolved(self) -> TrainConfig:
         """A copy with the per-data-set defaults filled in and every choice validated."""
@@ -290,7 +292,7 @@ def train_model(config: TrainConfig, prepared: data.Prepared | None = None
             saved, resume=config.resume, epochs=config.epochs or saved.epochs,
             quiet=config.quiet, data_root=config.data_root or saved.data_root,
             no_download=config.no_download, device=config.device,
-            tensorboard=config.tensorboard)
+            tensorboard=config.tensorboard, cuda_graphs=config.cuda_graphs)
     cfg = config.resolved()
     device = pick_device(cfg.device)
     dtype = getattr(torch, cfg.dtype)
@@ -352,50 +354,59 @@ def train_model(config: TrainConfig, prepared: data.Prepared | None = None
 
     n = d.train_x.shape[0]
     steps_per_epoch = math.ceil(n / cfg.batch_size)
+    zero = torch.zeros((), device=device, dtype=dtype)
+
+    def train_step(idx: Tensor, gen: torch.Generator | None = None) -> Tensor:
+        """One SGD step on the batch ``idx``: (data loss, penalty, correct count), left on
+        the device, so that the loop never waits for the host."""
+        # index_select is a plain gather, several times faster than x[idx] on a CPU
+        x, y = d.train_x.index_select(0, idx), d.train_y.index_select(0, idx)
+        if cfg.augment:
+            x = data.augment(x, gen)
+        scores = model(x)
+        L = loss_fn(scores, y)
+        optimizer.zero_grad(set_to_none=True)
+        if cfg.reg > 0:
+            R = penalty(weights[0]) if len(weights) == 1 else sum(map(penalty, weights))
+            # the gradient of L + reg R, from both roots at once (no sum node built)
+            torch.autograd.backward((L, R), (None, reg))
+        else:
+            L.backward()
+            R = zero
+        optimizer.step()
+        # max().indices: argmax's first maximum, at half its cost on a CPU
+        correct = (scores.max(1).indices == y).sum()
+        return torch.stack((L.detach(), R.detach(), correct.to(dtype)))
+
+    # On a GPU the step is replayed from a CUDA graph (lintorch/cuda_graph.py); augmentation
+    # draws random numbers from the epoch's own generator, which a graph cannot replay.
+    graphed = None
+    if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment:
+        graphed = GraphedStep(train_step, cfg.batch_size, device)
     try:
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             t_epoch = time.perf_counter()
             gen = epoch_generator(cfg.seed, epoch, device)
             lr = optimizer.param_groups[0]["lr"]
-            # Per-step numbers stay on the device and are read once per epoch: no host sync
-            # inside the loop, and no extra arithmetic in it either.
-            data_losses, penalties, corrects, sizes = [], [], [], []
+            stats, sizes = [], []
             bar = _progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}", cfg.quiet)
             model.train()
             for idx in data.batch_indices(n, cfg.batch_size, gen, device):
-                # index_select is a plain gather, several times faster than x[idx] on a CPU
-                x, y = d.train_x.index_select(0, idx), d.train_y.index_select(0, idx)
-                if cfg.augment:
-                    x = data.augment(x, gen)
-                scores = model(x)
-                L = loss_fn(scores, y)
-                optimizer.zero_grad(set_to_none=True)
-                if cfg.reg > 0:
-                    R = penalty(weights[0]) if len(weights) == 1 else sum(map(penalty, weights))
-                    # the gradient of L + reg R, from both roots at once (no sum node built)
-                    torch.autograd.backward((L, R), (None, reg))
-                    penalties.append(R.detach())
-                else:
-                    L.backward()
-                optimizer.step()
-                data_losses.append(L.detach())
-                # max().indices: argmax's first maximum, at half its cost on a CPU
-                corrects.append((scores.max(1).indices == y).sum())
-                sizes.append(y.shape[0])
+                stats.append(train_step(idx, gen) if graphed is None else graphed(idx, key=lr))
+                sizes.append(idx.shape[0])
                 if bar is not None:
                     bar.update(1)
             if bar is not None:
                 bar.close()
             weight = torch.tensor(sizes, device=device, dtype=torch.float64)
-            step_losses = torch.stack(data_losses).double()
-            step_penalties = torch.stack(penalties).double() if penalties else 0 * step_losses
+            step_losses, step_penalties, corrects = torch.stack(stats).double().unbind(1)
             bad = (~torch.isfinite(step_losses + step_penalties)).nonzero()
             if bad.numel():
                 raise TrainingDiverged(epoch, int(bad[0]) + 1,
                                        ckpt_path if ckpt_path.exists() else None)
             loss_sum = (step_losses * weight).sum()
             penalty_sum = (step_penalties * weight).sum()
-            correct = torch.stack(corrects).sum()
+            correct = corrects.sum()
             val_loss, val_acc, _ = evaluate(model, d.val_x, d.val_y, loss_fn)
             scheduler.step()
             row = {"epoch": epoch, "train_loss": float(loss_sum) / n,
@@ -568,6 +579,10 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     a("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     a("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
       help="write TensorBoard events (metrics.json and the checkpoint are written either way)")
+    if not sweep:
+        a("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+          help="on a GPU, replay each step from a captured CUDA graph: the same arithmetic, "
+               "launched at once (not with --augment)")
 
 
 def _defaults_epilog() -> str:

@@ -248,3 +248,24 @@ def test_cli_prints_the_table_and_the_best_model(tmp_path):
     saved = json.loads((tmp_path / "runs" / "cli" / "sweep.json").read_text())
     assert len(saved["models"]) == 4 and saved["config"]["loss"] == "svm"
     assert (tmp_path / "runs" / "cli" / "lr=0.01,reg=0.001").is_dir()
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("recipe", [
+    dict(loss="softmax", lr_decay="cosine", reg_type="l2"),
+    dict(loss="svm", lr_decay="step", lr_step=1, momentum=0.9, reg_type="l1"),
+], ids=["softmax-cosine-l2", "svm-step-momentum-l1"])
+def test_graphed_sweep_on_cuda_matches_fit_there(tmp_path, recipe):
+    # 400 images in batches of 32: three eager warm-up steps, then replays, then an eager
+    # last batch of 16, in every epoch
+    d = toy_data(400)
+    d = dataclasses.replace(d, **{name: getattr(d, name).cuda() for name in (
+        "train_x", "train_y", "val_x", "val_y", "test_x", "test_y")})
+    cfg = config(tmp_path, device="cuda", **recipe)
+    models, result = sweep.train_sweep(cfg, [0.01, 0.3], [0.0, 0.05], d)
+    for model, entry in zip(models, result["models"]):
+        alone, metrics = fit_alone(cfg, entry["lr"], entry["reg"], d)
+        assert_same_model(model, alone)
+        for key in ("train_loss", "train_accuracy", "val_loss", "penalty"):
+            got = [h[key] for h in entry["history"]]
+            assert got == pytest.approx([h[key] for h in metrics["history"]], rel=1e-9), key

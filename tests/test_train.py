@@ -303,3 +303,68 @@ def test_cuda_run_matches_cpu_run(tmp_path):
     gpu = train.fit(quick(tmp_path, run_name="gpu", dtype="float64", device="cuda"))
     assert gpu["test"]["accuracy"] == pytest.approx(cpu["test"]["accuracy"], abs=0.01)
     assert gpu["device"] != "cpu"
+
+
+# --- CUDA graphs ----------------------------------------------------------------------------
+
+
+def test_cuda_graphs_flag_reaches_the_config():
+    parser = train.build_parser()
+    assert train.config_from_args(parser.parse_args([])).cuda_graphs is True
+    assert train.config_from_args(parser.parse_args(["--no-cuda-graphs"])).cuda_graphs is False
+
+
+@pytest.mark.cuda
+@needs_fashion
+@pytest.mark.parametrize("model,loss,reg_type", [("linear", "softmax", "l2"),
+                                                 ("mlp", "svm", "l1")])
+def test_graphed_steps_train_the_model_eager_steps_train(tmp_path, monkeypatch, model, loss,
+                                                         reg_type):
+    made = []
+
+    class Recorded(train.GraphedStep):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(train, "GraphedStep", Recorded)
+    # momentum (a buffer the capture must find in place), a cosine rate (a new capture each
+    # epoch), 1,500 training images in batches of 128 (an eager last batch each epoch)
+    kw = dict(device="cuda", model=model, loss=loss, reg_type=reg_type, reg=1e-3,
+              momentum=0.9, lr_decay="cosine", hidden=[32])
+    eager = train.fit(quick(tmp_path, run_name="eager", cuda_graphs=False, **kw))
+    assert not made
+    graphed = train.fit(quick(tmp_path, run_name="graphed", **kw))
+    assert len(made) == 1 and made[0].captures == 3 and made[0].eager_steps == 3
+    for a, b in zip(eager["history"], graphed["history"]):
+        for key in ("train_loss", "train_accuracy", "val_loss", "penalty"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), key
+    runs = tmp_path / "runs"
+    for name, w in final_weights(runs / "eager").items():
+        torch.testing.assert_close(final_weights(runs / "graphed")[name], w)
+
+
+@pytest.mark.cuda
+def test_graphed_step_replays_captures_again_for_a_new_key_and_runs_odd_batches_eagerly():
+    from lintorch.cuda_graph import WARMUP, GraphedStep
+
+    data = torch.arange(100.0, device="cuda")
+    total = torch.zeros((), device="cuda")
+
+    def step(idx):  # a side effect, as an optimizer's, and an output
+        total.add_(data.index_select(0, idx).sum())
+        return total.clone()
+
+    graphed = GraphedStep(step, 4, torch.device("cuda"))
+    want = 0.0
+    for k in range(WARMUP + 3):
+        idx = torch.arange(4 * k, 4 * k + 4, device="cuda")
+        want += float(data[idx].sum())
+        assert float(graphed(idx, key=0.1)) == want
+    assert graphed.captures == 1
+    idx = torch.tensor([1, 2, 3, 4], device="cuda")
+    want += 10.0
+    assert float(graphed(idx, key=0.05)) == want and graphed.captures == 2
+    want += 7.0
+    assert float(graphed(torch.tensor([7], device="cuda"), key=0.05)) == want  # eager
+    assert graphed.captures == 2
