@@ -162,18 +162,25 @@ class _Schedules:
 
 class _Stack:
     """The models still training, stacked: weights W (A, C, D), biases b (A, C), their SGD
-    momentum buffers, and ``ids``, which of the K grid models each row is."""
+    momentum buffers, their learning rates (negated, ``neg_lr`` (A,)) and ``ids``, which of
+    the K grid models each row is."""
 
     def __init__(self, W: Tensor, b: Tensor, regs: list[float], ids: list[int]):
         self.W, self.b = W.requires_grad_(), b.requires_grad_()
         self.ids, self.regs = ids, regs
         self.reg = torch.tensor(regs, device=W.device, dtype=W.dtype)
+        self.neg_lr = torch.zeros(len(ids), device=W.device, dtype=W.dtype)
         self.buffers: tuple[Tensor, Tensor] | None = None
 
-    def step(self, x: Tensor, y: Tensor, loss_fn, penalty, neg_lr: Tensor, momentum: float
+    def set_lrs(self, lrs: list[float]) -> None:
+        """This epoch's rates, ``lrs[k]`` for grid model k, written in place (a captured step
+        reads them from where they are)."""
+        self.neg_lr.copy_(torch.tensor([-lrs[k] for k in self.ids], dtype=self.neg_lr.dtype))
+
+    def step(self, x: Tensor, y: Tensor, loss_fn, penalty, momentum: float
              ) -> tuple[Tensor, Tensor, Tensor]:
-        """One SGD step of every model on the batch (x, y), each with its own learning rate
-        ``-neg_lr`` (A,); returns the detached data losses L (A,), penalties R (A,) and scores.
+        """One SGD step of every model on the batch (x, y), each with its own learning rate;
+        returns the detached data losses L (A,), penalties R (A,) and scores.
 
         The objective is sum_k (L_k + reg_k R_k): model k's gradient is that of its own loss.
         """
@@ -188,7 +195,7 @@ class _Stack:
         self.W.grad = self.b.grad = None
         objective.backward()
         with torch.no_grad():
-            self._update(neg_lr, momentum)
+            self._update(self.neg_lr, momentum)
         return L.detach(), R.detach(), scores.detach()
 
     def _update(self, neg_lr: Tensor, momentum: float) -> None:
@@ -214,6 +221,7 @@ class _Stack:
             self.buffers = tuple(buf.index_select(0, index) for buf in self.buffers)
         self.ids, self.regs = [self.ids[r] for r in rows], [self.regs[r] for r in rows]
         self.reg = self.reg.index_select(0, index)
+        self.neg_lr = self.neg_lr.index_select(0, index)
 
 
 class _Totals:
@@ -226,6 +234,11 @@ class _Totals:
         self.correct = torch.zeros(models, device=device, dtype=torch.long)
         self.first_bad = torch.full((models,), -1, device=device, dtype=torch.long)
         self.steps = torch.zeros((), device=device, dtype=torch.long)
+
+    def reset(self) -> None:
+        for t in (self.loss, self.penalty, self.correct, self.steps):
+            t.zero_()
+        self.first_bad.fill_(-1)
 
     @torch.no_grad()
     def add(self, L: Tensor, R: Tensor, scores: Tensor, y: Tensor) -> None:
@@ -299,8 +312,23 @@ def train_sweep(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | 
     histories: list[list[dict]] = [[] for _ in cfgs]
     diverged: list[dict | None] = [None] * K
     bar = None
-    # On a GPU each step is replayed from a CUDA graph, as in fit (lintorch/cuda_graph.py).
-    use_graphs = device.type == "cuda" and cfg.cuda_graphs and not cfg.augment
+    # Sums stay on the device and are read once per epoch: no host sync in the loop.
+    totals = _Totals(K, device)
+
+    def sweep_step(idx: Tensor, gen: torch.Generator | None = None) -> Tensor:
+        # index_select: the same rows as fit's train_x[idx], in half the time on a CPU
+        x, y = d.train_x.index_select(0, idx), d.train_y.index_select(0, idx)
+        if cfg.augment:
+            x = data.augment(x, gen)
+        L, R, scores = stack.step(x, y, loss_fn, penalty, cfg.momentum)
+        totals.add(L, R, scores, y)
+        return totals.steps
+
+    # On a GPU each step is replayed from a CUDA graph, as in fit (lintorch/cuda_graph.py),
+    # captured again only when models drop out (the stack's tensors are new then).
+    graphed = None
+    if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment:
+        graphed = GraphedStep(sweep_step, cfg.batch_size, device)
     t_train = time.perf_counter()
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -308,27 +336,20 @@ def train_sweep(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | 
                 break
             t_epoch = time.perf_counter()
             epoch_lrs = schedules.lrs()
-            neg_lr = -torch.tensor([epoch_lrs[k] for k in stack.ids], device=device, dtype=dtype)
+            stack.set_lrs(epoch_lrs)
+            if len(totals.loss) == len(stack.ids):
+                totals.reset()
+            else:
+                totals = _Totals(len(stack.ids), device)
             start_W, start_b = stack.W.detach().clone(), stack.b.detach().clone()
             gen = train.epoch_generator(cfg.seed, epoch, device)
-            # Sums stay on the device and are read once per epoch: no host sync in the loop.
-            totals = _Totals(len(stack.ids), device)
-
-            def sweep_step(idx: Tensor, gen=gen, neg_lr=neg_lr, totals=totals) -> Tensor:
-                # index_select: the same rows as fit's train_x[idx], in half the time on a CPU
-                x, y = d.train_x.index_select(0, idx), d.train_y.index_select(0, idx)
-                if cfg.augment:
-                    x = data.augment(x, gen)
-                L, R, scores = stack.step(x, y, loss_fn, penalty, neg_lr, cfg.momentum)
-                totals.add(L, R, scores, y)
-                return totals.steps
-
-            # a graph per epoch: the accumulators, the rates and the stack are new tensors
-            step = GraphedStep(sweep_step, cfg.batch_size, device) if use_graphs else None
             bar = _progress(steps_per_epoch, f"epoch {epoch}/{cfg.epochs}, {len(stack.ids)} models",
                             cfg.quiet)
             for idx in data.batch_indices(n, cfg.batch_size, gen, device):
-                sweep_step(idx) if step is None else step(idx, key=None)
+                if graphed is None:
+                    sweep_step(idx, gen)
+                else:
+                    graphed(idx, key=tuple(stack.ids))
                 if bar is not None:
                     bar.update(1)
             if bar is not None:

@@ -269,3 +269,18 @@ def test_graphed_sweep_on_cuda_matches_fit_there(tmp_path, recipe):
         for key in ("train_loss", "train_accuracy", "val_loss", "penalty"):
             got = [h[key] for h in entry["history"]]
             assert got == pytest.approx([h[key] for h in metrics["history"]], rel=1e-9), key
+
+
+@pytest.mark.cuda
+def test_graphed_sweep_on_cuda_captures_again_when_a_model_drops_out(tmp_path):
+    d = toy_data(400)
+    d = dataclasses.replace(d, **{name: getattr(d, name).cuda() for name in (
+        "train_x", "train_y", "val_x", "val_y", "test_x", "test_y")})
+    cfg = config(tmp_path, device="cuda", loss="svm", epochs=2, momentum=0.9)
+    models, result = sweep.train_sweep(cfg, [0.05, 1e300], [0.0, 0.01], d)
+    by_point = {(m["lr"], m["reg"]): (m, model) for m, model in zip(result["models"], models)}
+    assert by_point[(1e300, 0.01)][0]["diverged_at"]["epoch"] == 1
+    for point in [(0.05, 0.0), (0.05, 0.01), (1e300, 0.0)]:
+        entry, model = by_point[point]
+        assert not entry["diverged"] and len(entry["history"]) == 2
+        assert_same_model(model, fit_alone(cfg, *point, d)[0])
