@@ -99,3 +99,19 @@ def test_quick_run_writes_the_json_with_positive_ratios(tmp_path, device):
     shown = [line.split()[-1] for line in proc.stdout.splitlines()
              if line.endswith(("PASS", "MISS"))]
     assert shown == [m["verdict"] for m in targeted]
+
+
+def test_profile_step_finds_the_bare_loops_operators_in_fit(tmp_path):
+    from cifar_fixture import write_cifar10
+    from experiment_runner import run_main
+
+    write_cifar10(tmp_path / "data", n_train_per_batch=300, n_test=50)  # 1,500 - 1,000 val
+    result, text = run_main("profile_step", [
+        "--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--no-download",
+        "--device", "cpu", "--batch-size", "128", "--rows", "5"])
+    assert result["device"] == "cpu" and result["steps"] == 4  # 500 images in batches of 128
+    for op in ("aten::index_select", "aten::addmm", "aten::mm"):
+        assert result["ops"][op] > 0, op
+    assert 0 < result["floor_ops_us_per_step"] < result["host_us_per_step"]
+    assert result["wall_us_per_step"] > 0
+    assert "4 steps" in text and "Self CPU" in text
