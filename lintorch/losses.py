@@ -7,8 +7,9 @@ Every backward pass is built from differentiable tensor operations on saved inpu
 (never ``once_differentiable``), so the gradients can themselves be differentiated
 (``gradgradcheck``), and ``generate_vmap_rule = True`` lets ``torch.func.grad`` and
 ``torch.func.vmap`` see through them. Where backward reuses something forward computed (the
-probabilities p, the SVM's gradient pattern), ``Function.apply`` returns it as a second output,
-PyTorch's pattern for saving an intermediate result; the functionals return the loss alone.
+probabilities p, the SVM's dL/ds, MSE's x - t), ``Function.apply`` returns it as a second
+output, PyTorch's pattern for saving an intermediate result; the functionals and ``UNCHECKED``
+return the loss alone.
 """
 
 from __future__ import annotations

@@ -579,10 +579,9 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     a("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     a("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
       help="write TensorBoard events (metrics.json and the checkpoint are written either way)")
-    if not sweep:
-        a("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
-          help="on a GPU, replay each step from a captured CUDA graph: the same arithmetic, "
-               "launched at once (not with --augment)")
+    a("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+      help="on a GPU, replay each step from a captured CUDA graph: the same arithmetic, "
+           "launched at once (not with --augment)")
 
 
 def _defaults_epilog() -> str:
