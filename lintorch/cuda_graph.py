@@ -74,6 +74,9 @@ class GraphedStep:
             graph.capture_begin()
             try:
                 out = self.step(self.idx)
+            except RuntimeError as e:  # an operation that syncs with the host, say
+                raise RuntimeError(f"capturing the training step as a CUDA graph failed: {e} "
+                                   "(--no-cuda-graphs runs every step eagerly)") from e
             finally:
                 graph.capture_end()
         torch.cuda.current_stream().wait_stream(self.stream)
