@@ -70,15 +70,16 @@ class GraphedStep:
         self.graph = self.out = None
         graph = torch.cuda.CUDAGraph()
         self.stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(self.stream):
-            graph.capture_begin()
-            try:
-                out = self.step(self.idx)
-            except RuntimeError as e:  # an operation that syncs with the host, say
-                raise RuntimeError(f"capturing the training step as a CUDA graph failed: {e} "
-                                   "(--no-cuda-graphs runs every step eagerly)") from e
-            finally:
-                graph.capture_end()
+        try:
+            with torch.cuda.stream(self.stream):
+                graph.capture_begin()
+                try:
+                    out = self.step(self.idx)
+                finally:
+                    graph.capture_end()
+        except RuntimeError as e:  # an operation that waits for the host, say
+            raise RuntimeError(f"capturing the training step as a CUDA graph failed: {e} "
+                               "(--no-cuda-graphs runs every step eagerly)") from e
         torch.cuda.current_stream().wait_stream(self.stream)
         self.graph, self.out, self.key = graph, out, key
         self.captures += 1
