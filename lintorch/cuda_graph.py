@@ -29,8 +29,9 @@ WARMUP = 3
 class GraphedStep:
     """``step(idx) -> Tensor`` for batches of ``batch_size`` indices, replayed from a graph.
 
-    ``key`` names what the capture baked in besides addresses (the learning rate): a call with
-    another key captures again. Calls with another batch size run ``step`` eagerly.
+    ``key`` names what the capture baked in besides addresses (fit's learning rate, the
+    sweep's models still training): a call with another key captures again. Calls with
+    another batch size run ``step`` eagerly.
     """
 
     def __init__(self, step: Callable[[Tensor], Tensor], batch_size: int,
@@ -48,18 +49,19 @@ class GraphedStep:
         if idx.shape[0] != self.batch_size:
             return self.step(idx)
         if self.eager_steps < WARMUP:
-            return self._on_side_stream(lambda: self.step(idx))
+            return self._warm_up(idx)
         if self.graph is None or key != self.key:
             self._capture(key)
         self.idx.copy_(idx)
         self.graph.replay()
         return self.out.clone()  # the next replay overwrites out
 
-    def _on_side_stream(self, fn: Callable[[], Tensor]) -> Tensor:
+    def _warm_up(self, idx: Tensor) -> Tensor:
+        """An eager step on the stream that captures will use."""
         main = torch.cuda.current_stream()
         self.stream.wait_stream(main)
         with torch.cuda.stream(self.stream):
-            out = fn()
+            out = self.step(idx)
         main.wait_stream(self.stream)
         out.record_stream(main)  # used on the main stream from here on
         self.eager_steps += 1
