@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lintorch import data
-from lintorch.train import TrainConfig, fit, pick_device
+from lintorch.train import TrainConfig, fit, pick_device, positive
 
 FASHION_SYSTEM_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 BATCH_SIZE = 256  # the plain torch loops'
@@ -298,12 +298,6 @@ def _run(args: argparse.Namespace) -> dict:
     return report
 
 
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return int(text)
-
-
 def build_parser() -> argparse.ArgumentParser:
     names = [p.name for p in PEERS] + list(GROUPS)
     parser = argparse.ArgumentParser(
@@ -317,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="lintorch's runs go to LOGDIR/peers/ (TensorBoard, metrics.json)")
     parser.add_argument("--only", nargs="+", choices=names, metavar="NAME", default=None,
                         help=f"run only these rows or groups: {', '.join(names)}")
-    parser.add_argument("--threads", type=_positive_int, default=2,
+    parser.add_argument("--threads", type=positive(int), default=2,
                         help="torch threads, and BLAS/OpenMP threads of scikit-learn")
     parser.add_argument("--quick", action="store_true",
                         help="2,000 training images, 1 epoch, max_iter 5: a smoke run")

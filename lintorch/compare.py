@@ -324,16 +324,6 @@ def run(args: argparse.Namespace) -> dict:
     return results
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lintorch.compare",
@@ -347,15 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dataset", choices=data.DATASETS, default=None,
       help="data set of the training overlay; unset: CIFAR-10 if found, else Fashion-MNIST")
     a("--data-root", default=None, help="data folder; unset: $LINTORCH_DATA, else ./data")
-    a("--epochs", type=_positive_int, default=3, help="epochs of each training run")
-    a("--limit", type=_positive_int, default=None,
+    a("--epochs", type=train.positive(int), default=3, help="epochs of each training run")
+    a("--limit", type=train.positive(int), default=None,
       help="train on the first N training images only")
     a("--device", choices=train.DEVICES, default="auto",
       help="device of the training runs; timings run on the CPU, and on CUDA unless cpu")
     a("--logdir", default="runs", help="parent folder of the compare-<time> run folder")
-    a("--sizes", type=_positive_int, nargs="+", default=[256, 50_000],
+    a("--sizes", type=train.positive(int), nargs="+", default=[256, 50_000],
       help="batch sizes N to time")
-    a("--repeats", type=_positive_int, default=7,
+    a("--repeats", type=train.positive(int), default=7,
       help="alternating timing rounds per loss and size")
     a("--json", default=None, metavar="PATH", help="also write the results as JSON to PATH")
     return parser

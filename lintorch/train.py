@@ -511,29 +511,30 @@ def _print_summary(cfg: TrainConfig, result: dict) -> None:
 # The command line
 
 
-def _positive(kind):
+def _parsed_number(kind, accept, wanted: str):
+    """An argparse type: ``kind(text)``, refused with a one-line reason unless ``accept``s."""
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if not value > 0 or (kind is float and not math.isfinite(value)):
-            raise argparse.ArgumentTypeError(f"must be a positive {kind.__name__}, got {text}")
+        if not accept(value):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
         return value
+    return parse
+
+
+def positive(kind):
+    """argparse type for numbers > 0 (and finite): ``positive(int)``, ``positive(float)``."""
+    parse = _parsed_number(kind, lambda v: v > 0 and (kind is not float or math.isfinite(v)),
+                           f"a positive {kind.__name__}")
     parse.__name__ = f"positive {kind.__name__}"
     return parse
 
 
-def _non_negative(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a valid {kind.__name__}") from None
-        if not value >= 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-        return value
-    return parse
+def non_negative(kind):
+    """argparse type for numbers >= 0."""
+    return _parsed_number(kind, lambda v: v >= 0, ">= 0")
 
 
 def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
@@ -542,23 +543,23 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     a = parser.add_argument
     a("--dataset", default="cifar10", choices=data.DATASETS, help="data set to train on")
     a("--model", default="linear", choices=MODELS, help="linear classifier or sigmoid MLP")
-    a("--hidden", type=_positive(int), nargs="+", default=None,
+    a("--hidden", type=positive(int), nargs="+", default=None,
       help=f"hidden layer sizes of the MLP ({per})")
     a("--loss", default="softmax", choices=LOSSES, help="multiclass SVM or softmax cross-entropy")
     a("--impl", default="lintorch", choices=IMPLS,
       help="lintorch's hand-written losses, or torch's built-ins (for comparison)")
-    a("--epochs", type=_positive(int), default=None, help=f"epochs to train ({per})")
-    a("--batch-size", type=_positive(int), default=None, help=f"mini-batch size ({per})")
+    a("--epochs", type=positive(int), default=None, help=f"epochs to train ({per})")
+    a("--batch-size", type=positive(int), default=None, help=f"mini-batch size ({per})")
     if not sweep:
-        a("--lr", type=_positive(float), default=None, help=f"learning rate alpha ({per})")
+        a("--lr", type=positive(float), default=None, help=f"learning rate alpha ({per})")
     a("--lr-decay", choices=LR_DECAYS, default=None,
       help=f"learning-rate schedule, stepped once per epoch ({per})")
-    a("--lr-step", type=_positive(int), default=5, help="epochs between decays for --lr-decay step")
-    a("--lr-gamma", type=_positive(float), default=0.5, help="decay factor for step and exp")
-    a("--momentum", type=_non_negative(float), default=None,
+    a("--lr-step", type=positive(int), default=5, help="epochs between decays for --lr-decay step")
+    a("--lr-gamma", type=positive(float), default=0.5, help="decay factor for step and exp")
+    a("--momentum", type=non_negative(float), default=None,
       help=f"SGD momentum, 0 being the lecture's plain SGD ({per})")
     if not sweep:
-        a("--reg", type=_non_negative(float), default=None,
+        a("--reg", type=non_negative(float), default=None,
           help=f"regularization strength lambda ({per})")
     a("--reg-type", choices=REG_TYPES, default="l2", help="penalty R(W) on weights, not biases")
     a("--seed", type=int, default=0, help="random seed (data split, init, batch order)")
@@ -567,14 +568,14 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     a("--data-root", default=None,
       help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
     a("--no-download", action="store_true", help="never download missing data")
-    a("--val-size", type=_non_negative(int), default=1000,
+    a("--val-size", type=non_negative(int), default=1000,
       help="training images held out for validation")
     a("--preprocess", choices=data.PREPROCESS, default="standardize",
       help="none, center (subtract the mean image) or standardize (per-channel mean, std)")
     a("--augment", action="store_true", help="random flips and padded crops, on the device")
     a("--logdir", default="runs", help="folder for the run folders")
     a("--run-name", default=None, help="run folder name (default: model, loss and time)")
-    a("--limit", type=_positive(int), default=None,
+    a("--limit", type=positive(int), default=None,
       help="use only the first N training images (quick runs)")
     a("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     a("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
