@@ -2,7 +2,8 @@
 
 CIFAR-10, Fashion-MNIST and MNIST are small enough to live in memory (and on the GPU) as one
 tensor each, so they are read straight from their distribution formats into uint8 tensors --
-no DataLoader, no PIL -- and a training step is just indexing into a tensor.
+no DataLoader, no PIL -- and a training step is just indexing into a tensor. A data set of
+one's own comes the same way from an .npz file of arrays.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import pickle
 import tarfile
 import tempfile
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,6 +37,9 @@ MNIST_CLASSES = [str(digit) for digit in range(10)]
 
 _TITLES = {"cifar10": "CIFAR-10", "fashion-mnist": "Fashion-MNIST", "mnist": "MNIST"}
 _POINT_ELSEWHERE = "Point --data-root or LINTORCH_DATA at a folder that holds it."
+# Where Debian's dataset-fashion-mnist puts its four .gz files: <root>/fashion-mnist. Looked in
+# only when no folder was named, so --data-root and LINTORCH_DATA always win.
+SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
 
 
 class DataError(Exception):
@@ -51,7 +56,8 @@ class DataCorruptError(DataError):
 
 @dataclass
 class RawData:
-    """A data set as stored: uint8 images (N, channels, H, W) and int64 labels, on the CPU."""
+    """A data set as stored, on the CPU: int64 labels and features (N, ...), uint8 or float;
+    images are (N, channels, H, W)."""
 
     name: str
     classes: list[str]
@@ -68,24 +74,31 @@ def resolve_root(root: str | os.PathLike | None = None) -> Path:
     return Path(root).expanduser().absolute()
 
 
+def is_npz(name: str | os.PathLike) -> bool:
+    """Whether `name` is the path of an .npz file (a data set of one's own), not a built-in name."""
+    return isinstance(name, (str, os.PathLike)) and os.fsdecode(name).lower().endswith(".npz")
+
+
 def load_dataset(
-    name: str, root: str | os.PathLike | None = None, download: bool = True
+    name: str | os.PathLike, root: str | os.PathLike | None = None, download: bool = True
 ) -> RawData:
-    """Load data set `name` (one of DATASETS) from `root`, downloading it there if missing."""
+    """Load data set `name` (one of DATASETS, or an .npz path) from `root` (see resolve_root),
+    else from Debian's SYSTEM_ROOTS when no root was named, else download it into `root`."""
+    if is_npz(name):
+        return _load_npz(Path(name).expanduser())
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    root = resolve_root(root)
     if name == "cifar10":
-        return _load_cifar10(root, download)
-    return _load_idx_dataset(name, root, download)
+        return _load_cifar10(resolve_root(root), download)
+    return _load_idx_dataset(name, resolve_root(root), download, _idx_folders(name, root))
 
 
 def find_dataset(root: str | os.PathLike | None = None) -> str | None:
-    """The first of cifar10, fashion-mnist that is on disk under `root` (never downloads)."""
-    root = resolve_root(root)
+    """The first of cifar10, fashion-mnist found where load_dataset looks (never downloads)."""
+    folders, root = _idx_folders("fashion-mnist", root), resolve_root(root)
     if _cifar10_complete(root / _CIFAR_DIR) or (root / _CIFAR_TAR).is_file():
         return "cifar10"
-    if _find_idx_files("fashion-mnist", root) is not None:
+    if _find_idx_files(folders) is not None:
         return "fashion-mnist"
     return None
 
@@ -258,9 +271,15 @@ _IDX_FOLDERS = {
 }
 
 
-def _find_idx_files(name: str, root: Path) -> dict[str, Path] | None:
-    for sub in _IDX_FOLDERS[name]:
-        folder = root / sub
+def _idx_folders(name: str, root: str | os.PathLike | None) -> list[Path]:
+    """Where data set `name` may be: under the data folder, then, if none was named, Debian's."""
+    system = () if root is not None or os.environ.get("LINTORCH_DATA") else SYSTEM_ROOTS
+    local = [resolve_root(root) / sub for sub in _IDX_FOLDERS[name]]
+    return local + [Path(s) / name for s in system]
+
+
+def _find_idx_files(folders: list[Path]) -> dict[str, Path] | None:
+    for folder in folders:
         files = {}
         for key, stem in _IDX_STEMS.items():
             # prefer the unpacked file: no gunzip on every run
@@ -271,13 +290,13 @@ def _find_idx_files(name: str, root: Path) -> dict[str, Path] | None:
     return None
 
 
-def _load_idx_dataset(name: str, root: Path, download: bool) -> RawData:
-    files = _find_idx_files(name, root)
+def _load_idx_dataset(name: str, root: Path, download: bool, folders: list[Path]) -> RawData:
+    files = _find_idx_files(folders)
     if files is None:
-        folders = ", ".join(str(root / sub) for sub in _IDX_FOLDERS[name])
-        expected = f"{', '.join(_IDX_STEMS.values())}, each optionally .gz, in one of {folders}"
+        places = ", ".join(map(str, folders))
+        expected = f"{', '.join(_IDX_STEMS.values())}, each optionally .gz, in one of {places}"
         _download(name, root, download, expected)
-        files = _find_idx_files(name, root)
+        files = _find_idx_files(folders)
         if files is None:
             raise DataNotFoundError(f"{_TITLES[name]} download left no {expected}.")
 
@@ -325,16 +344,94 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# One's own data: an .npz of x_train (N, ...), y_train (N,), x_test, y_test and maybe classes
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_NPZ_HOW = "save it with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
+
+
+def _load_npz(path: Path) -> RawData:
+    if not path.is_file():
+        raise DataNotFoundError(f"{path} not found; give the path of an .npz data set")
+    if not zipfile.is_zipfile(path):  # else np.load would try it as a pickle, and blame that
+        raise DataCorruptError(f"{path} is unreadable or not an .npz (zip) file; {_NPZ_HOW}")
+    a, key = {}, None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if missing := [key for key in _NPZ_KEYS if key not in npz.files]:
+                raise DataCorruptError(
+                    f"{path} has no {', '.join(missing)}; it needs {', '.join(_NPZ_KEYS)} "
+                    f"(classes optional) and holds {', '.join(npz.files) or 'nothing'}"
+                )
+            for key in [key for key in npz.files if key in (*_NPZ_KEYS, "classes")]:
+                a[key] = npz[key]
+    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
+        if isinstance(e, ValueError) and "allow_pickle" in str(e):
+            raise DataCorruptError(
+                f"{path}: {key} is an object array; loading it would unpickle, which can run "
+                "code, so it is refused (allow_pickle=False). Save plain numbers (names as str)"
+            ) from None
+        raise DataCorruptError(f"{path} is damaged ({_one_line(e)}); {_NPZ_HOW}") from e
+
+    def bad(problem: str) -> DataCorruptError:
+        return DataCorruptError(f"{path}: {problem}")
+
+    x_train, x_test = a["x_train"], a["x_test"]
+    if x_train.ndim < 2 or x_train.shape[1:] != x_test.shape[1:]:
+        raise bad(f"x_train is {x_train.shape}, x_test {x_test.shape}; give both as "
+                  "(N, features...) with one feature shape")  # fmt: skip
+    for split in ("train", "test"):
+        x, y = a[f"x_{split}"], a[f"y_{split}"]
+        if x.dtype != np.uint8 and x.dtype.kind != "f":
+            raise bad(f"x_{split} is {x.dtype}; features must be uint8 or float")
+        if len(x) < 1:
+            raise bad(f"x_{split} holds no examples; each split needs at least 1")
+        if y.shape != (len(x),):
+            raise bad(f"y_{split} has shape {y.shape} but x_{split} holds {len(x)} examples; "
+                      "give one label per example")  # fmt: skip
+        if y.dtype.kind not in "iu":
+            raise bad(f"y_{split} is {y.dtype}; labels must be integer class indices")
+        if x.dtype.kind == "f" and not (finite := np.isfinite(x)).all():
+            first = int((~finite).reshape(len(x), -1).any(1).argmax())
+            raise bad(f"x_{split} holds {(~finite).sum()} non-finite values (NaN or inf), the "
+                      f"first in example {first}; remove or replace them")  # fmt: skip
+    n_labels = max(a["y_train"].max(), a["y_test"].max()) + 1
+    names = a["classes"] if "classes" in a else np.arange(n_labels).astype(str)
+    if names.ndim != 1 or names.dtype.kind != "U":
+        raise bad(f"classes is {names.dtype} of shape {names.shape}; it must be a 1-D array of "
+                  "strings, one name per class")  # fmt: skip
+    classes, c = names.tolist(), len(names)
+    for split in ("train", "test"):
+        y = a[f"y_{split}"]
+        if (outside := y[(y < 0) | (y >= c)]).size:
+            raise bad(f"y_{split} holds label {outside[0]}, outside [0, {c}) for C = {c} classes "
+                      "(C = len(classes) if given); labels must be 0..C-1")  # fmt: skip
+
+    def tensor(x: np.ndarray) -> torch.Tensor:
+        x = x[:, None] if x.ndim == 3 else x  # (N, H, W): one-channel images, like MNIST's
+        return torch.from_numpy(x.astype(x.dtype.newbyteorder("="), copy=False))
+
+    return RawData(
+        name=path.stem,
+        classes=classes,
+        train_images=tensor(x_train),
+        train_labels=torch.from_numpy(a["y_train"].astype(np.int64)),
+        test_images=tensor(x_test),
+        test_labels=torch.from_numpy(a["y_test"].astype(np.int64)),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # Preparation for training
 
 
 @dataclass
 class Prepared:
-    """Float tensors on the training device. x = (images / 255 - mean) / std, where mean and
-    std (broadcastable to (1, channels, H, W)) come from the training split alone."""
+    """Float tensors on the training device: x = (features - mean) / std (uint8 ones / 255),
+    mean and std from the training split. image_shape is one example's: (C, H, W) for images."""
 
     classes: list[str]
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]
     train_x: torch.Tensor
     train_y: torch.Tensor
     val_x: torch.Tensor
@@ -354,10 +451,11 @@ def prepare(
     dtype: torch.dtype = torch.float32,
     limit: int | None = None,
 ) -> Prepared:
-    """Split `val_size` random training images off for validation, keep at most `limit` of the
-    rest for training, and preprocess all splits with statistics of the training split:
+    """Split `val_size` random training examples off for validation, keep at most `limit` of
+    the rest for training, and preprocess all splits with statistics of the training split:
 
-    none: x / 255;  center: minus the mean image;  standardize: per-channel mean and std.
+    none: x as is (uint8: x / 255);  center: minus the mean example;  standardize: mean and std
+    per channel of images (N, C, H, W), else per feature.
     """
     if preprocess not in PREPROCESS:
         raise ValueError(f"unknown preprocessing {preprocess!r}; choose one of {PREPROCESS}")
@@ -373,17 +471,20 @@ def prepare(
     val_idx, train_idx = order[:val_size], order[val_size:][:limit]
 
     def to_unit(images: torch.Tensor) -> torch.Tensor:
-        # uint8 crosses to the device at a quarter of float32's bytes; convert on arrival
-        return images.to(device).to(dtype).div_(255)
+        # uint8 crosses to the device at a quarter of float32's bytes; convert on arrival. The
+        # copy keeps the in-place normalization below off raw's own float tensors.
+        x = images.to(device).to(dtype, copy=True)
+        return x.div_(255) if images.dtype == torch.uint8 else x
 
     train_x = to_unit(raw.train_images[train_idx])
-    channels = train_x.shape[1]
-    ones = torch.ones(1, channels, 1, 1, device=train_x.device, dtype=dtype)
+    dims = (0, 2, 3) if train_x.ndim == 4 else 0  # per channel of images, else per feature
+    ones = torch.ones_like(train_x[:1].mean(dim=dims, keepdim=True))
     if preprocess == "standardize":
-        mean = train_x.mean(dim=(0, 2, 3), keepdim=True)
-        std = train_x.std(dim=(0, 2, 3), keepdim=True, correction=0)
-        # a constant channel (std 0 up to rounding) is left centered rather than blown up
-        std = torch.where(std > torch.finfo(dtype).eps, std, ones)
+        mean = train_x.mean(dim=dims, keepdim=True)
+        std = train_x.std(dim=dims, keepdim=True, correction=0)
+        # a constant channel or feature is left centered rather than divided by ~0 (rounding)
+        constant = train_x.amax(dim=dims, keepdim=True) == train_x.amin(dim=dims, keepdim=True)
+        std = torch.where(constant, ones, std)
     elif preprocess == "center":
         mean, std = train_x.mean(dim=0, keepdim=True), ones
     else:

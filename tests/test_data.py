@@ -316,6 +316,77 @@ def test_download_through_torchvision(tmp_path, monkeypatch):
     assert_matches_idx(data.load_dataset("fashion-mnist", tmp_path), arrays)
 
 
+# --- Debian's system folder, when no data folder is named -----------------------------------
+
+
+@pytest.fixture
+def system_root(tmp_path, monkeypatch) -> Path:
+    """An empty working directory, no LINTORCH_DATA, and a stand-in for /usr/share/datasets."""
+    (tmp_path / "cwd").mkdir()
+    (tmp_path / "system").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setattr(data, "SYSTEM_ROOTS", (tmp_path / "system",))
+    return tmp_path / "system"
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "mnist"])
+def test_system_folder_without_a_data_root(system_root, name):
+    arrays = write_mnist_like(system_root / name, gz=True)  # Debian's layout: the .gz files only
+    assert_matches_idx(data.load_dataset(name, download=False), arrays)
+    assert data.find_dataset() == ("fashion-mnist" if name == "fashion-mnist" else None)
+    assert not Path("data").exists()
+
+
+def test_local_data_comes_before_the_system_folder(system_root):
+    system = write_mnist_like(system_root / "fashion-mnist", gz=True, seed=1)
+    assert_matches_idx(data.load_dataset("fashion-mnist", download=False), system)
+    local = write_mnist_like(Path("data") / "FashionMNIST" / "raw", gz=False, seed=2)
+    assert_matches_idx(data.load_dataset("fashion-mnist", download=False), local)
+
+
+def test_a_named_data_folder_wins_over_the_system_folder(system_root, tmp_path, monkeypatch):
+    write_mnist_like(system_root / "fashion-mnist", gz=True, seed=1)
+    named = tmp_path / "named"
+    message = one_line_error(DataNotFoundError, data.load_dataset, "fashion-mnist", named, False)
+    assert str(system_root) not in message
+    assert data.find_dataset(named) is None
+    mine = write_mnist_like(named, gz=False, seed=2)
+    assert_matches_idx(data.load_dataset("fashion-mnist", named, download=False), mine)
+    monkeypatch.setenv("LINTORCH_DATA", str(named))
+    assert_matches_idx(data.load_dataset("fashion-mnist", download=False), mine)
+    monkeypatch.setenv("LINTORCH_DATA", str(tmp_path / "empty"))
+    assert data.find_dataset() is None
+    one_line_error(DataNotFoundError, data.load_dataset, "fashion-mnist", download=False)
+
+
+def test_missing_names_the_system_folder(system_root):
+    message = one_line_error(DataNotFoundError, data.load_dataset, "fashion-mnist", None, False)
+    assert str(system_root / "fashion-mnist") in message
+    assert str(Path.cwd() / "data") in message and "--no-download" in message
+    assert data.find_dataset() is None
+    assert list(Path.cwd().iterdir()) == []
+
+
+def test_download_still_goes_into_data(system_root, monkeypatch):
+    arrays = {}
+
+    def fake_fashion_mnist(root, train, download):
+        assert Path(root) == Path.cwd() / "data"
+        arrays.update(write_mnist_like(Path(root) / "FashionMNIST" / "raw", gz=False))
+
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", fake_fashion_mnist)
+    assert_matches_idx(data.load_dataset("fashion-mnist"), arrays)
+
+
+def test_debian_fashion_mnist_from_any_folder(debian_fashion_mnist, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert data.find_dataset() == "fashion-mnist"
+    raw = data.load_dataset("fashion-mnist", download=False)
+    assert torch.equal(raw.test_labels, debian_fashion_mnist.test_labels)
+    assert torch.equal(raw.train_images, debian_fashion_mnist.train_images)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="cifar10, fashion-mnist, mnist"):
         data.load_dataset("imagenet")
