@@ -5,11 +5,11 @@
 A linear classifier f(x) = Wx + b is trained with each loss (svm, softmax) by
 ``lintorch.train.train_model`` on toy points in the plane; its decision regions (argmax_k of
 w_k . x + b_k) and its three hyperplanes w_k . x + b_k = 0 (one per row of W, drawn in the
-colour of class k) are rendered to an image, next to the regions of a sigmoid MLP trained on
-the same points. Each image goes to TensorBoard (runs/geometric_2d/<time>/<model>-<loss>,
-tag ``decision_regions``) and as regions.png into that run folder; ``--figures`` (and every
-run without ``--quick``) also writes experiments/figures/geometric_{linear_svm,
-linear_softmax,mlp}.png.
+colour of class k, with an arrow along w_k) are drawn by ``lintorch.board.regions_figure``,
+next to the regions of a sigmoid MLP trained on the same points. Each figure goes to
+TensorBoard (runs/geometric_2d/<time>/<model>-<loss>, tag ``decision_regions``) and as
+regions.png into that run folder; ``--figures`` (and every run without ``--quick``) also
+writes experiments/figures/geometric_{linear_svm,linear_softmax,mlp}.png.
 
 The toy classes are Gaussian clouds of different spreads, so the best boundary curves around
 the tight cloud: a linear classifier can only cut the plane with straight lines, the MLP can bend.
@@ -18,13 +18,12 @@ the tight cloud: a linear classifier can only cut the plane with straight lines,
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 from lintorch import board, data, report
 from lintorch.train import TrainConfig, train_model
@@ -64,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also write the PNGs to --figures-dir (always done without --quick)")
     p.add_argument("--figures-dir", default=str(FIGURES), help="folder for --figures")
     p.add_argument("--size", type=int, default=None,
-                   help="picture height in pixels (default 300, --quick 120)")
+                   help="decision-region grid cells along y (default 300, --quick 120)")
     args = p.parse_args(argv)
     if args.size is None:
         args.size = 120 if args.quick else 300
@@ -109,77 +108,17 @@ def config(model: str, loss: str, quick: bool, seed: int, run_dir: Path) -> Trai
                        quiet=True, **recipe)
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow < 10.1 or no FreeType
-        return ImageFont.load_default()
-
-
-def to_pil(image: torch.Tensor) -> Image.Image:
-    return Image.fromarray((image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy())
-
-
-def draw_normals(img: Image.Image, lines: list[tuple[float, float, float]],
-                 points: torch.Tensor) -> None:
-    """An arrow along w_k on each line w_k . x + b_k = 0, pointing to where s_k > 0; drawn
-    2.5 units along the line from its point nearest the origin, on the side with fewer
-    points around it."""
-    xmin, xmax, ymin, ymax = EXTENT
-    draw = ImageDraw.Draw(img)
-
-    def px(x: float, y: float) -> tuple[float, float]:
-        return ((x - xmin) / (xmax - xmin) * img.width, (ymax - y) / (ymax - ymin) * img.height)
-
-    for k, (w1, w2, b) in enumerate(lines):
-        norm = (w1 * w1 + w2 * w2) ** 0.5
-        if norm == 0:
-            continue
-        u1, u2 = w1 / norm, w2 / norm  # unit normal
-        foot = (-b * u1 / norm, -b * u2 / norm)
-        sides = [(foot[0] - t * u2, foot[1] + t * u1) for t in (2.5, -2.5)]  # along the line
-        start = min(sides, key=lambda p: int(((points - torch.tensor(p)).norm(dim=1) < 1).sum()))
-        end = (start[0] + 0.8 * u1, start[1] + 0.8 * u2)
-        colour = tuple(int(round(255 * v)) for v in board.PALETTE_DARK[k].tolist())
-        (x0, y0), (x1, y1) = px(*start), px(*end)
-        dx, dy = (x1 - x0), (y1 - y0)
-        length = (dx * dx + dy * dy) ** 0.5 or 1.0
-        dx, dy = dx / length * 8, dy / length * 8
-        strokes = [[(x0, y0), (x1, y1)]] + [[(x1, y1), (x1 - dx + sx, y1 - dy + sy)]
-                                           for sx, sy in ((-dy * .6, dx * .6), (dy * .6, -dx * .6))]
-        for fill, width in (((255, 255, 255), 6), (colour, 3)):  # a white halo, then the arrow
-            for stroke in strokes:
-                draw.line(stroke, fill=fill, width=width)
-
-
-def captioned(img: Image.Image, lines: list[str]) -> torch.Tensor:
-    """The picture under a white strip holding ``lines`` of text, as a (3, H, W) tensor."""
-    font = _font(13)
-    line_h = 17
-    out = Image.new("RGB", (img.width, img.height + 6 + line_h * len(lines)), "white")
-    draw = ImageDraw.Draw(out)
-    for k, text in enumerate(lines):
-        draw.text((6, 4 + k * line_h), text, fill=(30, 30, 30), font=font)
-    out.paste(img, (0, out.height - img.height))
-    return torch.from_numpy(np.array(out)).permute(2, 0, 1).float() / 255
-
-
 def picture(model: torch.nn.Module, d: data.Prepared, size: int, title: str,
-            lines: list[tuple[float, float, float]] | None) -> torch.Tensor:
-    xmin, xmax, ymin, ymax = EXTENT
-    height, width = size, round(size * (xmax - xmin) / (ymax - ymin))
-    grid = board.grid_points(EXTENT, height, width)
-    with torch.no_grad():
-        pred = model(grid).argmax(1).reshape(height, width)
-    img = to_pil(board.region_image(pred, len(d.classes), EXTENT, points=d.test_x,
-                                    labels=d.test_y, lines=lines))
+            lines: list[tuple[float, float, float]] | None):
+    """The model's decision regions with the test points; for the linear classifier also its
+    hyperplanes, as a matplotlib Figure."""
     if lines:
-        draw_normals(img, lines, d.test_x)
-        caption = [title, "lines: w_k . x + b_k = 0, arrows: w_k (toward s_k > 0),",
-                   "in the colour of class k"]
+        title += ("\n" r"lines: $w_k \cdot x + b_k = 0$, arrows: $w_k$ (toward $s_k > 0$),"
+                  "\nin the colour of class k")
     else:
-        caption = [title, "regions: argmax of the MLP's scores"]
-    return captioned(img, caption)
+        title += "\nregions: argmax of the MLP's scores"
+    return board.regions_figure(lambda x: model(x).argmax(1), EXTENT, points=d.test_x,
+                                labels=d.test_y, lines=lines, resolution=size, title=title)
 
 
 def run_one(model_name: str, loss: str, d: data.Prepared, args, run_dir: Path) -> dict:
@@ -193,18 +132,17 @@ def run_one(model_name: str, loss: str, d: data.Prepared, args, run_dir: Path) -
         lines = [(float(w[k, 0]), float(w[k, 1]), float(b[k])) for k in range(w.shape[0])]
     title = (f"{'linear classifier' if model_name == 'linear' else 'sigmoid MLP'}, {loss} loss: "
              f"test accuracy {100 * metrics['test']['accuracy']:.1f}%")
-    image = picture(model, d, args.size, title, lines)
+    fig = picture(model, d, args.size, title, lines)
     run_path = Path(metrics["run_dir"])
-    board.save_png(image, run_path / "regions.png")
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(str(run_path)) as w:
-        w.add_image("decision_regions", image, cfg.epochs)
+        w.add_figure("decision_regions", fig, cfg.epochs, close=False)
+    board.save_figure(fig, run_path / "regions.png")
     return {"model": model_name, "loss": loss, "epochs": cfg.epochs,
             "train_accuracy": metrics["train"]["accuracy"],
             "test_accuracy": metrics["test"]["accuracy"], "hyperplanes": lines,
-            "png": str(run_path / "regions.png"), "image": image,
-            "seconds": time.perf_counter() - t0}
+            "png": str(run_path / "regions.png"), "seconds": time.perf_counter() - t0}
 
 
 def tables(r: dict) -> list[str]:
@@ -237,9 +175,10 @@ def main(argv: list[str] | None = None) -> dict:
         runs = [run_one(m, loss, d, args, run_dir) for m, loss, _ in RUNS]
     figures = []
     if args.figures or not args.quick:
+        Path(args.figures_dir).mkdir(parents=True, exist_ok=True)
         for k, (_, _, name) in zip(runs, RUNS):
             path = Path(args.figures_dir) / name
-            board.save_png(k["image"], path)
+            shutil.copyfile(k["png"], path)
             figures.append(str(path))
     r = {"points": {s: 3 * n for s, n in per_class.items()}, "runs": runs, "figures": figures}
     text = tables(r)
@@ -248,8 +187,6 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{k['model']} {k['loss']}: {k['png']}")
     for path in figures:
         print(f"figure: {path}")
-    for k in runs:
-        del k["image"]
     r["run_dir"] = str(run_dir)
     r["seconds"] = time.perf_counter() - t0
     print(f"\nTensorBoard events in {run_dir} ({r['seconds']:.1f}s)")

@@ -25,6 +25,7 @@ Runs: LOGDIR/losses_and_models/<dataset>-<time>/<model>-<loss>.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -100,10 +101,9 @@ def train_one(name: str, loss: str, hidden: list[int] | None, d: data.Prepared, 
          "val_accuracy": metrics["val"]["accuracy"], "test_accuracy": metrics["test"]["accuracy"],
          "seconds": seconds, "run_dir": metrics["run_dir"]}
     if hidden is None:
-        grid = board.template_grid(model.templates(d.image_shape), d.classes)
         r["templates_png"] = str(Path(metrics["run_dir"]) / "templates.png")
-        board.save_png(grid, r["templates_png"])
-        r["templates"] = grid
+        board.save_figure(board.template_figure(model.templates(d.image_shape), d.classes),
+                          r["templates_png"])
     return r
 
 
@@ -131,13 +131,12 @@ def main(argv: list[str] | None = None) -> dict:
                    for name, loss, hidden in runs(args.quick)]
     figures = []
     if args.figures or not args.quick:
+        Path(args.figures_dir).mkdir(parents=True, exist_ok=True)
         for k in results:
-            if "templates" in k:
+            if "templates_png" in k:
                 path = Path(args.figures_dir) / f"templates_{args.dataset}_{k['loss']}.png"
-                board.save_png(k["templates"], path)
+                shutil.copyfile(k["templates_png"], path)
                 figures.append(str(path))
-    for k in results:
-        k.pop("templates", None)
     r = {"dataset": args.dataset, "train_images": d.train_x.shape[0], "runs": results,
          "figures": figures}
     print(table(r))

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lintorch import data
-from lintorch.train import TrainConfig, fit, pick_device, positive
+from lintorch.cli import pick_device, positive
+from lintorch.train import TrainConfig, fit
 
 FASHION_SYSTEM_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 BATCH_SIZE = 256  # the plain torch loops'

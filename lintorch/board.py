@@ -1,93 +1,72 @@
-"""TensorBoard logging and pictures: class templates, confusion matrices, decision regions.
+"""What a run shows in TensorBoard: scalars, histograms, hparams, and matplotlib figures of the
+class templates, the confusion matrix and 2-D decision regions.
 
-Knows TensorBoard and images, nothing of the training loop. Pictures are drawn with torch and
-Pillow only (no matplotlib), returned as (3, H, W) float tensors in [0, 1] on the CPU, ready for
-``writer.add_image(tag, image, step)`` or :func:`save_png`.
+Knows TensorBoard and matplotlib, nothing of the training loop. Figures are plain
+``matplotlib.figure.Figure`` objects (no pyplot, no backend to select, safe in threads), ready
+for ``writer.add_figure(tag, fig, step)`` or :func:`save_figure`. matplotlib is imported inside
+the functions: it would add about 0.3 s to every import of the package.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import numbers
-from collections.abc import Sequence
+import os
+import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor, nn
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 __all__ = [
-    "PALETTE", "PALETTE_DARK", "confusion_image", "confusion_matrix", "grid_points",
-    "log_config_text", "log_epoch_histograms", "log_hparams", "read_scalars", "read_tags",
-    "region_image", "save_png", "template_grid",
+    "confusion_figure", "confusion_matrix", "log_config_text", "log_epoch_histograms",
+    "log_hparams", "read_scalars", "read_tags", "regions_figure", "save_figure",
+    "template_figure",
 ]
 
-# Paired light/strong colours (matplotlib's tab20 pairs, plus two): light ones fill decision
-# regions, strong ones mark points and lines, so a point is visible on its own class's region.
-# Stored as uint8 / 255 so colours survive a round trip through an 8-bit PIL image exactly.
-PALETTE = torch.tensor([
-    [174, 199, 232], [255, 187, 120], [152, 223, 138], [255, 152, 150], [197, 176, 213],
-    [196, 156, 148], [247, 182, 210], [199, 199, 199], [219, 219, 141], [158, 218, 229],
-    [255, 237, 160], [188, 189, 240],
-], dtype=torch.uint8).float() / 255
-PALETTE_DARK = torch.tensor([
-    [31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189],
-    [140, 86, 75], [227, 119, 194], [127, 127, 127], [188, 189, 34], [23, 190, 207],
-    [204, 163, 0], [70, 70, 170],
-], dtype=torch.uint8).float() / 255
-
-_TEXT = (30, 30, 30)
-_WHITE = (255, 255, 255)
+_DPI = 100
+# Screen pixels per template pixel: a 28x28 template is 112 px wide, enough to see strokes and
+# to hold its class name. The padding between tiles (in template pixels) holds the names.
+_ZOOM, _PAD = 4, 5
 
 
-# --- pictures -----------------------------------------------------------------------------------
+# --- figures ------------------------------------------------------------------------------------
 
 
-def template_grid(
-    templates: Tensor,
-    class_names: Sequence[str] | None = None,
-    scale: int = 4,
-    ncols: int | None = None,
-) -> Tensor:
+def template_figure(templates: Tensor, class_names: Sequence[str]) -> Figure:
     """The C class templates (C, 1 or 3, h, w) in [0, 1], e.g. ``LinearClassifier.templates``,
-    side by side (at most ``ncols`` = 10 per row), upscaled by ``scale`` (nearest), with class
-    names written under each tile. Returns (3, H, W) in [0, 1]."""
+    in rows of at most 10 tiles, each class name under its tile."""
+    from matplotlib.figure import Figure
+
     tiles = templates.detach().cpu().float()
-    if tiles.dim() != 4 or tiles.shape[1] not in (1, 3):
-        raise ValueError(f"templates must be (C, 1 or 3, H, W), got {tuple(tiles.shape)}")
-    if tiles.shape[1] == 1:
-        tiles = tiles.expand(-1, 3, -1, -1)
-    tiles = tiles.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3)
-    c, _, th, tw = tiles.shape
-    names = list(class_names) if class_names is not None else [str(i) for i in range(c)]
-    if len(names) != c:
-        raise ValueError(f"{len(names)} class names for {c} templates")
-    ncols = ncols or min(c, 10)
+    if tiles.dim() != 4 or tiles.shape[1] not in (1, 3) or len(tiles) == 0:
+        raise ValueError(f"templates must be (C, 1 or 3, h, w), got {tuple(tiles.shape)}")
+    if len(class_names) != len(tiles):
+        raise ValueError(f"{len(class_names)} class names for {len(tiles)} templates")
+    c, _, h, w = tiles.shape
+    ncols = min(c, 10)
     nrows = -(-c // ncols)
-
-    font = _font(13)
-    gap = 6
-    # Columns widen to fit the longest name: a clipped class name is worse than a wider picture.
-    col_w = max(tw, max(_text_size(n, font)[0] for n in names) + 4)
-    label_h = _text_size("Ag", font)[1] + 6
-    width = gap + ncols * (col_w + gap)
-    height = gap + nrows * (th + label_h + gap)
-    canvas = torch.ones(3, height, width)
-    cells = []
-    for k in range(c):
-        x0 = gap + (k % ncols) * (col_w + gap)
-        y0 = gap + (k // ncols) * (th + label_h + gap)
-        xt = x0 + (col_w - tw) // 2
-        canvas[:, y0:y0 + th, xt:xt + tw] = tiles[k]
-        cells.append((x0, y0 + th, names[k]))
-
-    img = _to_pil(canvas)
-    draw = ImageDraw.Draw(img)
-    for x0, y0, name in cells:
-        _center_text(draw, (x0 + col_w / 2, y0 + label_h / 2), name, font)
-    return _from_pil(img)
+    # torchvision.utils.make_grid's layout (white padding, pad_value=1), written out: importing
+    # torchvision takes 0.85 s, a third of a short training run.
+    grid = torch.ones(nrows * (h + _PAD) + _PAD, ncols * (w + _PAD) + _PAD, 3)
+    # The axes fill the figure and one template pixel is _ZOOM screen pixels: no layout engine
+    # to run, which matters because the training loop draws this every epoch.
+    fig = Figure(figsize=(grid.shape[1] * _ZOOM / _DPI, grid.shape[0] * _ZOOM / _DPI), dpi=_DPI)
+    ax = fig.add_axes((0, 0, 1, 1))
+    for k, (tile, name) in enumerate(zip(tiles, class_names)):
+        y, x = _PAD + (k // ncols) * (h + _PAD), _PAD + (k % ncols) * (w + _PAD)
+        grid[y:y + h, x:x + w] = tile.permute(1, 2, 0)  # a grey tile broadcasts to RGB
+        # Pixel (i, j) is centred on data coordinates (j, i); the name sits in the padding below.
+        ax.text(x + (w - 1) / 2, y + h + (_PAD - 1) / 2, name, ha="center", va="center",
+                fontsize=9)
+    ax.imshow(grid.numpy(), interpolation="nearest", vmin=0, vmax=1)
+    ax.set_axis_off()
+    return fig
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
@@ -105,126 +84,127 @@ def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int) -> Tensor:
     return torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def confusion_image(cm: Tensor, class_names: Sequence[str], cell: int = 44) -> Tensor:
-    """Heatmap of the row-normalised confusion matrix (rows = true class), counts in the cells,
-    class names on both axes and the overall accuracy on top. Returns (3, H, W) in [0, 1]."""
-    cm = cm.detach().cpu().long()
-    c = cm.shape[0]
-    if cm.shape != (c, c) or len(class_names) != c:
-        raise ValueError(f"need a square matrix and one name per class, got {tuple(cm.shape)} "
-                         f"and {len(class_names)} names")
-    rows = cm.sum(dim=1, keepdim=True)
-    frac = (cm.double() / rows.clamp_min(1)).float()
-    colors = _blues(frac)  # (C, C, 3) in [0, 1]
+def confusion_figure(cm: Tensor, class_names: Sequence[str]) -> Figure:
+    """Heatmap of the row-normalised confusion matrix (rows = true class, colour = fraction of
+    the row), the counts in the cells, class names on both axes, the accuracy in the title."""
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
 
-    font, small = _font(13), _font(12)
-    pad = 8
-    label_w = max(_text_size(n, font)[0] for n in class_names)
-    line_h = _text_size("Ag", font)[1]
-    left = pad + line_h + pad + label_w + pad  # axis title, names, gap
-    top = pad + line_h + pad                   # accuracy line
-    bottom = pad + label_w + pad + line_h + pad
-    width, height = left + c * cell + pad, top + c * cell + bottom
-
-    img = Image.new("RGB", (width, height), _WHITE)
-    draw = ImageDraw.Draw(img)
+    cm = torch.as_tensor(cm).detach().cpu().long()
+    c = len(class_names)
+    if cm.shape != (c, c):
+        raise ValueError(f"need a (C, C) matrix for {c} class names, got {tuple(cm.shape)}")
+    frac = cm / cm.sum(1, keepdim=True).clamp_min(1)  # a class never seen: a row of zeros
     total = int(cm.sum())
-    acc = cm.diag().sum().item() / max(total, 1)
-    _center_text(draw, (left + c * cell / 2, pad + line_h / 2),
-                 f"accuracy {100 * acc:.1f}%  (n = {total})", font)
-    for i in range(c):
-        for j in range(c):
-            x, y = left + j * cell, top + i * cell
-            rgb = tuple(int(round(255 * v)) for v in colors[i, j].tolist())
-            draw.rectangle([x, y, x + cell - 1, y + cell - 1], fill=rgb)
-            # Text must stay readable on both pale and saturated cells.
-            ink = _WHITE if _luminance(colors[i, j]) < 0.5 else _TEXT
-            _center_text(draw, (x + cell / 2, y + cell / 2), str(int(cm[i, j])), small, ink)
-    # Thin frame so empty (white) cells still read as a matrix.
-    draw.rectangle([left - 1, top - 1, left + c * cell, top + c * cell], outline=(160, 160, 160))
+    accuracy = int(cm.trace()) / max(total, 1)
+    cmap = colormaps["Blues"]
 
-    for i, name in enumerate(class_names):
-        tw, _ = _text_size(name, font)
-        ty = top + i * cell + cell / 2
-        _center_text(draw, (left - pad - tw / 2, ty), name, font)
-        # Column names are rotated so long names do not overlap; they end at the matrix edge.
-        _paste_rotated_text(img, name, font, (left + i * cell + cell // 2, top + c * cell + pad))
-    _center_text(draw, (left + c * cell / 2, height - pad - line_h / 2), "predicted", font)
-    _paste_rotated_text(img, "true", font, (pad + line_h // 2, top + c * cell // 2), center=True)
-    return _from_pil(img)
+    fig = Figure(figsize=(2.5 + 0.5 * c, 2 + 0.5 * c), dpi=_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(frac.numpy(), cmap=cmap, vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="fraction of the true class", shrink=0.8)
+    for i, row in enumerate(cm.tolist()):
+        for j, count in enumerate(row):
+            r, g, b, _ = cmap(float(frac[i, j]))
+            # Black ink on pale cells, white on saturated ones (by the cell colour's luminance).
+            ink = "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "black"
+            ax.text(j, i, str(count), ha="center", va="center", color=ink, fontsize=8)
+    ax.set_xticks(range(c), class_names, rotation=45, ha="right", rotation_mode="anchor")
+    ax.set_yticks(range(c), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {100 * accuracy:.1f}%  (n = {total})")
+    return fig
 
 
-def grid_points(
-    extent: tuple[float, float, float, float], height: int, width: int, device=None
-) -> Tensor:
-    """(height * width, 2) data coordinates of pixel centres, row-major, top row = ymax.
-
-    This is the pixel convention of :func:`region_image`: evaluate the model on these points and
-    reshape the predicted classes to (height, width).
-    """
-    xmin, xmax, ymin, ymax = extent
-    xs = xmin + (torch.arange(width, device=device) + 0.5) * ((xmax - xmin) / width)
-    ys = ymax - (torch.arange(height, device=device) + 0.5) * ((ymax - ymin) / height)
-    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([xx, yy], dim=-1).reshape(-1, 2).float()
-
-
-def region_image(
-    grid_pred: Tensor,
-    num_classes: int,
-    extent: tuple[float, float, float, float] | None = None,
+def regions_figure(
+    predict: Callable[[Tensor], Tensor],
+    extent: tuple[float, float, float, float],
     points: Tensor | None = None,
     labels: Tensor | None = None,
     lines: Sequence[tuple[float, float, float]] | None = None,
-) -> Tensor:
-    """Decision regions of 2-D toy data: ``grid_pred[i, j]`` is the class at pixel (i, j), the
-    top row being the largest y (see :func:`grid_points`). Region pixels get ``PALETTE[class]``.
+    resolution: int = 200,
+    title: str | None = None,
+) -> Figure:
+    """Decision regions of a classifier of 2-D points, at most 10 classes.
 
-    ``points`` (N, 2) in data coordinates are drawn as dots in ``PALETTE_DARK[label]`` (black
-    when ``labels`` is None); each line ``(w1, w2, b)`` of ``lines`` is drawn where
-    w1 * x + w2 * y + b = 0, line k in ``PALETTE_DARK[k]``. Both need ``extent`` =
-    (xmin, xmax, ymin, ymax) to place them. Returns (3, H, W) in [0, 1].
+    ``predict`` maps (M, 2) float CPU points to their (M,) classes; it runs under no_grad on
+    the centres of a grid ``resolution`` cells high over ``extent`` = (xmin, xmax, ymin, ymax),
+    and each cell is painted in the light colour of its class (matplotlib's tab20 pairs).
+    ``points`` (N, 2) are drawn in the strong colour of their ``labels`` (black without labels).
+    ``lines[k]`` = (w1, w2, b) is drawn as the line w1 x + w2 y + b = 0 in the strong colour of
+    class k, with an arrow along (w1, w2): toward the side where class k's score is positive.
     """
-    grid = grid_pred.detach().cpu().long()
-    if grid.dim() != 2:
-        raise ValueError(f"grid_pred must be (H, W), got {tuple(grid.shape)}")
-    if grid.numel() and (grid.min() < 0 or grid.max() >= num_classes):
-        raise ValueError(f"grid_pred values must lie in [0, {num_classes})")
-    image = PALETTE[grid % len(PALETTE)].permute(2, 0, 1).contiguous()
-    if points is None and not lines:
-        return image
-    if extent is None:
-        raise ValueError("extent=(xmin, xmax, ymin, ymax) is needed to draw points or lines")
+    from matplotlib import colormaps
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
 
-    h, w = grid.shape
     xmin, xmax, ymin, ymax = (float(v) for v in extent)
+    if not (xmin < xmax and ymin < ymax) or resolution < 1:
+        raise ValueError(f"need xmin < xmax, ymin < ymax and resolution >= 1, got {extent}, "
+                         f"{resolution}")
+    pts = torch.zeros(0, 2) if points is None else points.detach().cpu().float()
+    if pts.dim() != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must be (N, 2), got {tuple(pts.shape)}")
+    if labels is not None:
+        labels = labels.detach().cpu().reshape(-1).long()
+        if len(labels) != len(pts):
+            raise ValueError(f"{len(labels)} labels for {len(pts)} points")
+        _check_classes(labels, "labels")
+    lines = [tuple(map(float, line)) for line in lines or []]
+    if len(lines) > 10:
+        raise ValueError(f"{len(lines)} lines: there are colours for 10 classes")
 
-    def to_px(x: float, y: float) -> tuple[float, float]:
-        # -0.5: PIL puts pixel centres on integer coordinates, data pixels span [j, j + 1).
-        return (x - xmin) / (xmax - xmin) * w - 0.5, (ymax - y) / (ymax - ymin) * h - 0.5
+    h = resolution
+    w = max(1, round(h * (xmax - xmin) / (ymax - ymin)))  # square cells
+    # Cell centres, bottom row first as imshow(origin="lower") draws them.
+    ys = torch.linspace(ymin, ymax, 2 * h + 1)[1::2]
+    xs = torch.linspace(xmin, xmax, 2 * w + 1)[1::2]
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    with torch.no_grad():
+        pred = torch.as_tensor(predict(torch.stack([xx, yy], -1).reshape(-1, 2))).cpu()
+    if pred.numel() != h * w:
+        raise ValueError(f"predict returned {tuple(pred.shape)} for {h * w} points")
+    pred = pred.reshape(h, w).long()
+    _check_classes(pred, "predicted classes")
 
-    img = _to_pil(image)
-    draw = ImageDraw.Draw(img)
-    for k, (w1, w2, b) in enumerate(lines or []):
-        ends = _line_ends(float(w1), float(w2), float(b), (xmin, xmax, ymin, ymax))
-        if ends is not None:
-            draw.line([to_px(*ends[0]), to_px(*ends[1])], fill=_rgb(PALETTE_DARK, k), width=2)
-    if points is not None:
-        pts = points.detach().cpu().double().reshape(-1, 2).tolist()
-        labs = labels.detach().cpu().reshape(-1).tolist() if labels is not None else None
-        r = max(3.5, min(h, w) / 80)
-        for n, (x, y) in enumerate(pts):
-            u, v = to_px(x, y)
-            fill = _rgb(PALETTE_DARK, int(labs[n])) if labs is not None else (0, 0, 0)
-            draw.ellipse([u - r, v - r, u + r, v + r], fill=fill, outline=_WHITE)
-    return _from_pil(img)
+    pairs = colormaps["tab20"].colors
+    strong, light = pairs[0::2], pairs[1::2]
+    title_h = 0.2 + 0.17 * title.count("\n") if title else 0  # inches
+    fig = Figure(figsize=(5, 5 * h / w + title_h), dpi=_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    # vmin/vmax put class k in the middle of the k-th of the 10 colours.
+    ax.imshow(pred.numpy(), cmap=ListedColormap(light), vmin=-0.5, vmax=9.5, origin="lower",
+              extent=(xmin, xmax, ymin, ymax), interpolation="nearest")
+    for k, line in enumerate(lines):
+        _draw_line(ax, line, strong[k], pts, 0.25 * min(xmax - xmin, ymax - ymin))
+    if len(pts):
+        colour = "black" if labels is None else [strong[k] for k in labels.tolist()]
+        ax.scatter(pts[:, 0].numpy(), pts[:, 1].numpy(), c=colour, s=18, edgecolors="white",
+                   linewidths=0.6, zorder=3)
+    ax.set_xlim(xmin, xmax)
+    ax.set_ylim(ymin, ymax)
+    if title:
+        ax.set_title(title, loc="left", fontsize=9)
+    return fig
 
 
-def save_png(image: Tensor, path) -> None:
-    """Write a (3, H, W) or (1, H, W) or (H, W) image in [0, 1] as PNG (parent dirs created)."""
+def save_figure(fig: Figure, path) -> None:
+    """Write ``fig`` as PNG to ``path`` (parent folders created) and close it. The PNG appears
+    whole or not at all: it is written to a temporary file beside it, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _to_pil(image).save(path, format="PNG")
+    # A unique name, so that two threads or processes writing the same path do not collide.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+        if fig.canvas.manager is not None:  # made by pyplot, which holds on to it until closed
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
 
 
 # --- TensorBoard --------------------------------------------------------------------------------
@@ -319,80 +299,26 @@ def _md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
-@functools.cache
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow < 10.1 or no FreeType: small bitmap font
-        return ImageFont.load_default()
+def _check_classes(classes: Tensor, what: str) -> None:
+    # Only 10 colour pairs: an 11th class would silently share class 0's colour.
+    lo, hi = (int(classes.min()), int(classes.max())) if classes.numel() else (0, 0)
+    if lo < 0 or hi > 9:
+        raise ValueError(f"{what} must lie in [0, 10), found [{lo}, {hi}]")
 
 
-def _text_size(text: str, font) -> tuple[int, int]:
-    left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox(
-        (0, 0), text, font=font)
-    return right - left, bottom - top
-
-
-def _center_text(draw, xy, text: str, font, fill=_TEXT) -> None:
-    # Anchors work only with FreeType fonts, not with the old bitmap fallback.
-    if isinstance(font, ImageFont.FreeTypeFont):
-        draw.text(xy, text, fill=fill, font=font, anchor="mm")
-    else:
-        tw, th = _text_size(text, font)
-        draw.text((xy[0] - tw / 2, xy[1] - th / 2), text, fill=fill, font=font)
-
-
-def _paste_rotated_text(img, text: str, font, xy, center: bool = False) -> None:
-    """Text rotated 90 degrees (reading upwards), horizontally centred on x; its top edge at y
-    (``center``: its middle at y)."""
-    tw, th = _text_size(text, font)
-    mask = Image.new("L", (tw + 4, th + 6), 0)
-    left, top, _, _ = ImageDraw.Draw(mask).textbbox((0, 0), text, font=font)
-    ImageDraw.Draw(mask).text((2 - left, 3 - top), text, fill=255, font=font)
-    mask = mask.rotate(90, expand=True)
-    x, y = xy
-    y0 = y - mask.height // 2 if center else y
-    img.paste(_TEXT, (int(x - mask.width // 2), int(y0)), mask)
-
-
-def _line_ends(w1: float, w2: float, b: float, extent) -> tuple | None:
-    """Two points of w1*x + w2*y + b = 0 spanning the extent, or None for a degenerate line."""
-    xmin, xmax, ymin, ymax = extent
-    if abs(w2) >= abs(w1):
-        if w2 == 0:
-            return None
-        return (xmin, -(w1 * xmin + b) / w2), (xmax, -(w1 * xmax + b) / w2)
-    return (-(w2 * ymin + b) / w1, ymin), (-(w2 * ymax + b) / w1, ymax)
-
-
-def _rgb(palette: Tensor, k: int) -> tuple[int, int, int]:
-    return tuple(int(round(255 * v)) for v in palette[k % len(palette)].tolist())
-
-
-def _blues(frac: Tensor) -> Tensor:
-    """White -> mid blue -> dark blue colour map for values in [0, 1], shape (..., 3)."""
-    stops = torch.tensor([[255, 255, 255], [107, 174, 214], [8, 48, 107]]).float() / 255
-    t = frac.clamp(0, 1) * (len(stops) - 1)
-    i = t.floor().long().clamp(max=len(stops) - 2)
-    f = (t - i).unsqueeze(-1)
-    return stops[i] * (1 - f) + stops[i + 1] * f
-
-
-def _luminance(rgb: Tensor) -> float:
-    return float(0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])
-
-
-def _to_pil(image: Tensor) -> Image.Image:
-    image = image.detach().cpu().float()
-    if image.dim() == 2:
-        image = image.unsqueeze(0)
-    if image.shape[0] == 1:
-        image = image.expand(3, -1, -1)
-    if image.dim() != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must be (3, H, W), (1, H, W) or (H, W), got {tuple(image.shape)}")
-    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
-    return Image.fromarray(array.numpy())
-
-
-def _from_pil(img: Image.Image) -> Tensor:
-    return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 255
+def _draw_line(ax, line: tuple[float, float, float], colour, points: Tensor, step: float) -> None:
+    """w1 x + w2 y + b = 0, and an arrow of length ``step`` / 2 along (w1, w2)."""
+    w1, w2, b = line
+    norm = (w1 * w1 + w2 * w2) ** 0.5
+    if norm == 0:
+        return
+    u = torch.tensor([w1, w2]) / norm
+    foot = -b / norm * u  # the line's point nearest the origin
+    along = torch.stack([-u[1], u[0]])
+    ax.axline(foot.tolist(), (foot + along).tolist(), color=colour, linewidth=2)
+    # Lines of a classifier tend to cross near the data's centre, so the arrows start ``step``
+    # away from the foot, on the side with fewer points around, where they hide nothing.
+    starts = [foot + step * along, foot - step * along]
+    start = min(starts, key=lambda p: int(((points - p).norm(dim=1) < step / 2).sum()))
+    ax.annotate("", xy=(start + step / 2 * u).tolist(), xytext=start.tolist(),
+                arrowprops=dict(arrowstyle="-|>", color=colour, linewidth=2, mutation_scale=15))

@@ -19,20 +19,19 @@ run this command as it is.
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd import gradcheck
 
-from . import data, losses, train
+from . import cli, config, data, losses, train
 
 LOSSES = ("svm", "softmax", "mse")
 
@@ -65,8 +64,10 @@ BUILTIN: dict[str, Callable[..., Tensor]] = {
     "softmax": F.cross_entropy,
     "mse": F.mse_loss,
 }
-# What training applies: the Functions themselves, labels having been checked once up front.
-FUNCTION: dict[str, Callable[..., Tensor]] = losses.UNCHECKED
+# What training applies: the functionals without their per-call checks, the labels having
+# been checked once up front.
+FUNCTION: dict[str, Callable[..., Tensor]] = {
+    name: functools.partial(fn, check=False) for name, fn in CUSTOM.items()}
 
 
 def random_inputs(loss: str, n: int, c: int, dtype=torch.float64, device="cpu",
@@ -221,7 +222,7 @@ def train_overlay(dataset: str, data_root: str | None = None, epochs: int = 3,
                   seed: int = 0) -> dict:
     """Train the same config with both implementations into ``logdir/compare-<time>/{lintorch,
     torch}``, and compare the final models."""
-    group = Path(logdir) / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    group = cli.unique_dir(logdir, f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     models, metrics = {}, {}
     for impl in train.IMPLS:
         cfg = train.TrainConfig(dataset=dataset, impl=impl, epochs=epochs, limit=limit,
@@ -337,15 +338,15 @@ def build_parser() -> argparse.ArgumentParser:
     a("--dataset", choices=data.DATASETS, default=None,
       help="data set of the training overlay; unset: CIFAR-10 if found, else Fashion-MNIST")
     a("--data-root", default=None, help="data folder; unset: $LINTORCH_DATA, else ./data")
-    a("--epochs", type=train.positive(int), default=3, help="epochs of each training run")
-    a("--limit", type=train.positive(int), default=None,
+    a("--epochs", type=cli.positive(int), default=3, help="epochs of each training run")
+    a("--limit", type=cli.positive(int), default=None,
       help="train on the first N training images only")
-    a("--device", choices=train.DEVICES, default="auto",
+    a("--device", choices=config.DEVICES, default="auto",
       help="device of the training runs; timings run on the CPU, and on CUDA unless cpu")
     a("--logdir", default="runs", help="parent folder of the compare-<time> run folder")
-    a("--sizes", type=train.positive(int), nargs="+", default=[256, 50_000],
+    a("--sizes", type=cli.positive(int), nargs="+", default=[256, 50_000],
       help="batch sizes N to time")
-    a("--repeats", type=train.positive(int), default=7,
+    a("--repeats", type=cli.positive(int), default=7,
       help="alternating timing rounds per loss and size")
     a("--json", default=None, metavar="PATH", help="also write the results as JSON to PATH")
     return parser
@@ -360,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(format_report(results))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        cli.write_json(args.json, results)
     return 0 if results["ok"] else 1
 
 

@@ -52,9 +52,8 @@ class LinearClassifier(nn.Module):
                 f"expected {self.in_features} features per example, got {x.shape[1]} "
                 f"(input shape {tuple(x.shape)})"
             )
-        if self.bias is None:
-            return x @ self.weight.T
-        return torch.addmm(self.bias, x, self.weight.T)  # Wx + b as one fused kernel
+        s = x @ self.weight.T
+        return s if self.bias is None else s + self.bias
 
     def as_single_matrix(self) -> Tensor:
         """``[W | b]`` of shape (C, D + 1), for ``append_ones(x) @ W_b.T == self(x)``."""

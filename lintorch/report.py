@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from . import data, train
+from . import cli, data
 
 
 def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
@@ -31,9 +31,7 @@ def format_table(title: str, header: list[str], rows: list[list], left: int = 1)
 def run_dir(logdir: str | Path, experiment: str, name: str | None = None) -> Path:
     """A new folder ``logdir/experiment/<name>-<time>`` (``<time>`` alone without ``name``)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = train.unique_dir(Path(logdir) / experiment, f"{name}-{stamp}" if name else stamp)
-    path.mkdir(parents=True)
-    return path
+    return cli.unique_dir(Path(logdir) / experiment, f"{name}-{stamp}" if name else stamp)
 
 
 @contextlib.contextmanager
@@ -79,7 +77,7 @@ def load_prepared(args: argparse.Namespace, limit: int | None) -> data.Prepared:
     and, with --quick, the first 500 test images only."""
     raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
     d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
-                     device=train.pick_device(args.device), limit=limit)
+                     device=cli.pick_device(args.device), limit=limit)
     if args.quick:  # the test set only scores the final weights: a slice does in seconds
         d = dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500])
     return d

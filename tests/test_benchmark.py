@@ -110,7 +110,7 @@ def test_profile_step_finds_the_bare_loops_operators_in_fit(tmp_path):
         "--dataset", "cifar10", "--data-root", str(tmp_path / "data"), "--no-download",
         "--device", "cpu", "--batch-size", "128", "--rows", "5"])
     assert result["device"] == "cpu" and result["steps"] == 4  # 500 images in batches of 128
-    for op in ("aten::index_select", "aten::addmm", "aten::mm"):
+    for op in ("aten::index_select", "aten::mm"):
         assert result["ops"][op] > 0, op
     assert 0 < result["floor_ops_us_per_step"] < result["host_us_per_step"]
     assert result["wall_us_per_step"] > 0

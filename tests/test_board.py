@@ -1,25 +1,39 @@
+"""lintorch.board: the figures are checked against references computed here (torchvision's
+make_grid, the counts, the predictions), the TensorBoard helpers by reading the events back."""
+
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 import torch
+from matplotlib import colormaps
+from matplotlib.figure import Figure
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hp_metadata
 from torch import nn
 from torch.utils.tensorboard import SummaryWriter
+from torchvision.utils import make_grid
 
 from lintorch import board
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+TAB20 = colormaps["tab20"].colors  # (strong, light) pairs: class k is TAB20[2k], TAB20[2k + 1]
 
 
-def _is_image(img: torch.Tensor, h: int | None = None, w: int | None = None) -> None:
-    assert img.dim() == 3 and img.shape[0] == 3
-    assert img.dtype == torch.float32
-    assert img.min() >= 0 and img.max() <= 1
-    if h is not None:
-        assert img.shape[1:] == (h, w)
+def pixels(fig: Figure) -> tuple[int, int]:
+    """(width, height) of the figure rendered at its own dpi."""
+    w, h = fig.get_size_inches() * fig.dpi
+    return round(w), round(h)
+
+
+def test_importing_board_loads_no_matplotlib():
+    code = "import sys, lintorch.board; assert 'matplotlib' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
 # --- confusion matrix -------------------------------------------------------------------------
@@ -60,70 +74,180 @@ def test_confusion_matrix_on_cuda():
     assert torch.equal(cm.cpu(), board.confusion_matrix(pred.cpu(), target.cpu(), 5))
 
 
-def test_confusion_image():
-    cm = board.confusion_matrix(torch.randint(0, 10, (300,)), torch.randint(0, 10, (300,)), 10)
-    _is_image(board.confusion_image(cm, FASHION))
-    # Rows without samples must not divide by zero.
-    _is_image(board.confusion_image(torch.zeros(3, 3, dtype=torch.long), ["a", "b", "c"]))
+def test_confusion_figure_shows_counts_fractions_and_accuracy():
+    g = torch.Generator().manual_seed(1)
+    target = torch.randint(0, 10, (400,), generator=g)
+    pred = torch.where(torch.rand(400, generator=g) < 0.6, target,
+                       torch.randint(0, 10, (400,), generator=g))
+    cm = board.confusion_matrix(pred, target, 10)
+    fig = board.confusion_figure(cm, FASHION)
+    ax = fig.axes[0]
+    cells = {tuple(round(v) for v in t.get_position()): t for t in ax.texts}  # (column, row)
+    assert {k: int(t.get_text()) for k, t in cells.items()} == {
+        (j, i): int(cm[i, j]) for i in range(10) for j in range(10)}
+    accuracy = (pred == target).double().mean().item()
+    assert f"{100 * accuracy:.1f}%" in ax.get_title() and "n = 400" in ax.get_title()
+    rows = cm.double() / cm.sum(1, keepdim=True)
+    np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), rows.numpy(), rtol=1e-6)
+    assert [t.get_text() for t in ax.get_xticklabels()] == FASHION
+    assert [t.get_text() for t in ax.get_yticklabels()] == FASHION
+    # Ink readable on the cell: white on the darkest cell, black on the palest.
+    darkest, palest = divmod(int(rows.argmax()), 10), divmod(int(rows.argmin()), 10)
+    assert cells[darkest[::-1]].get_color() == "white"
+    assert cells[palest[::-1]].get_color() == "black"
+
+
+def test_confusion_figure_of_empty_matrix_and_bad_input():
+    fig = board.confusion_figure(torch.zeros(3, 3, dtype=torch.long), ["a", "b", "c"])
+    assert "n = 0" in fig.axes[0].get_title()
+    assert not np.asarray(fig.axes[0].images[0].get_array()).any()  # no division by zero
+    with pytest.raises(ValueError, match=r"\(C, C\) matrix for 3 class names"):
+        board.confusion_figure(torch.zeros(3, 4, dtype=torch.long), ["a", "b", "c"])
+    with pytest.raises(ValueError, match="for 2 class names"):
+        board.confusion_figure(torch.zeros(3, 3, dtype=torch.long), ["a", "b"])
 
 
 # --- templates --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("shape", [(3, 32, 32), (1, 28, 28)])
-def test_template_grid(shape):
-    img = board.template_grid(torch.rand(10, *shape), [f"class {i}" for i in range(10)], scale=2)
-    _is_image(img)
-    assert img.shape[1] > 2 * shape[1] and img.shape[2] >= 10 * 2 * shape[2]
+@pytest.mark.parametrize("n, shape", [(10, (1, 28, 28)), (10, (3, 32, 32)), (13, (3, 8, 8))])
+def test_template_figure_is_make_grid_with_the_names_under_the_tiles(n, shape):
+    tiles = torch.rand(n, *shape)
+    names = [f"class {k}" for k in range(n)]
+    fig = board.template_figure(tiles, names)
+    [ax] = fig.axes
+    [image] = ax.images
+    shown = torch.from_numpy(np.asarray(image.get_array()))
+    h, w = shape[1:]
+    ncols = min(n, 10)
+    pad = (shown.shape[1] - ncols * w) // (ncols + 1)  # the padding, read off the picture
+    assert pad > 0
+    expected = make_grid(tiles, nrow=10, padding=pad, pad_value=1.0).permute(1, 2, 0)
+    assert torch.equal(shown, expected)
+    assert [t.get_text() for t in ax.texts] == names
+    for k, text in enumerate(ax.texts):
+        x, y = text.get_position()  # data coordinates: pixel (i, j) is centred on (j, i)
+        left, top = pad + (k % ncols) * (w + pad), pad + (k // ncols) * (h + pad)
+        assert left <= x <= left + w - 1 and top + h - 1 < y < top + h + pad
+    width, height = pixels(fig)
+    assert width >= 4 * shown.shape[1] and height >= 4 * shown.shape[0]  # big enough to read
+
+
+def test_template_figure_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\(C, 1 or 3, h, w\)"):
+        board.template_figure(torch.rand(10, 28, 28), FASHION)
+    with pytest.raises(ValueError, match=r"\(C, 1 or 3, h, w\)"):
+        board.template_figure(torch.rand(10, 2, 28, 28), FASHION)
+    with pytest.raises(ValueError, match="9 class names for 10 templates"):
+        board.template_figure(torch.rand(10, 1, 28, 28), FASHION[:9])
 
 
 # --- decision regions -------------------------------------------------------------------------
 
 
-def test_region_image_colours_are_palette():
-    grid = torch.tensor([[0, 1, 2], [2, 1, 0]])
-    img = board.region_image(grid, 3)
-    _is_image(img, 2, 3)
-    for i in range(2):
-        for j in range(3):
-            assert torch.equal(img[:, i, j], board.PALETTE[grid[i, j]])
+def quadrants(x: torch.Tensor) -> torch.Tensor:
+    """Class 0 left, 1 upper right, 2 lower right."""
+    return torch.where(x[:, 0] < 0, 0, torch.where(x[:, 1] > 0, 1, 2))
 
 
-def test_region_image_with_points_and_lines():
+def test_regions_figure_paints_the_predictions_at_cell_centres():
     extent = (-2.0, 2.0, -1.0, 1.0)
-    h, w = 50, 100
-    pts = board.grid_points(extent, h, w)
-    assert pts.shape == (h * w, 2)
-    grid = (pts[:, 0] > 0).long().reshape(h, w)  # class 1 on the right half
-    points = torch.tensor([[1.5, 0.5], [-1.5, -0.5]])
-    img = board.region_image(grid, 2, extent, points=points, labels=torch.tensor([1, 0]),
-                             lines=[(1.0, 0.0, 0.0), (0.0, 1.0, 0.5), (0.0, 0.0, 1.0)])
-    _is_image(img, h, w)
-    # Drawing leaves untouched pixels exactly at their palette colour (corners are far from all).
-    assert torch.equal(img[:, 0, -1], board.PALETTE[1])
-    assert torch.equal(img[:, -1, 0], board.PALETTE[0])
-    # The point at (1.5, 0.5) sits at column 87.5, row 12.5, in the dark colour of class 1.
-    assert torch.allclose(img[:, 12, 87], board.PALETTE_DARK[1], atol=1 / 255)
-    # The vertical line x = 0 crosses the middle column.
-    assert torch.allclose(img[:, 40, 49], board.PALETTE_DARK[0], atol=0.1)
+    fig = board.regions_figure(quadrants, extent, resolution=10)
+    [image] = fig.axes[0].images
+    # 10 cells high, 20 wide (square cells); row 0 is the bottom one (origin="lower").
+    xs = -2.0 + (torch.arange(20) + 0.5) * 0.2
+    ys = -1.0 + (torch.arange(10) + 0.5) * 0.2
+    centres = torch.cartesian_prod(ys, xs).flip(1)  # (x, y), row-major from the bottom
+    expected = quadrants(centres).reshape(10, 20)
+    assert torch.equal(torch.from_numpy(np.asarray(image.get_array())).long(), expected)
+    assert image.origin == "lower" and tuple(image.get_extent()) == extent
+    for k in range(3):  # each region in the light colour of its class
+        assert image.cmap(image.norm(k)) == pytest.approx((*TAB20[2 * k + 1], 1.0))
 
 
-def test_grid_points_top_row_is_ymax():
-    pts = board.grid_points((0.0, 4.0, 0.0, 2.0), 2, 4)
-    torch.testing.assert_close(pts[0], torch.tensor([0.5, 1.5]))
-    torch.testing.assert_close(pts[-1], torch.tensor([3.5, 0.5]))
+def test_regions_figure_points_and_lines():
+    points = torch.tensor([[1.0, 0.5], [-1.0, -0.5], [1.0, -0.5]])
+    lines = [(1.0, 0.0, 0.0), (0.0, 2.0, -1.0), (1.0, 1.0, 0.5), (0.0, 0.0, 1.0)]
+    fig = board.regions_figure(quadrants, (-2, 2, -1, 1), points=points,
+                               labels=torch.tensor([1, 0, 2]), lines=lines, resolution=8,
+                               title="two\nlines")
+    ax = fig.axes[0]
+    [dots] = ax.collections
+    np.testing.assert_allclose(dots.get_offsets(), points.numpy())
+    np.testing.assert_allclose(dots.get_facecolors()[:, :3], [TAB20[2], TAB20[0], TAB20[4]])
+    assert len(ax.lines) == 3 and len(ax.texts) == 3  # the degenerate w = 0 is not drawn
+    for k, (line, arrow) in enumerate(zip(ax.lines, ax.texts)):
+        w1, w2, b = lines[k]
+        for x, y in (line.get_xy1(), line.get_xy2()):
+            assert w1 * x + w2 * y + b == pytest.approx(0, abs=1e-6)
+        assert line.get_color() == TAB20[2 * k]
+        x0, y0 = arrow.xyann  # the arrow starts on the line and points along w
+        assert w1 * x0 + w2 * y0 + b == pytest.approx(0, abs=1e-6)
+        dx, dy = np.subtract(arrow.xy, arrow.xyann)
+        assert dx * w1 + dy * w2 > 0 and dx * w2 - dy * w1 == pytest.approx(0, abs=1e-6)
+    assert ax.get_title(loc="left") == "two\nlines"
+    assert (ax.get_xlim(), ax.get_ylim()) == ((-2, 2), (-1, 1))
 
 
-def test_palette_has_distinct_colours():
-    assert len(board.PALETTE) >= 10 and board.PALETTE.shape == board.PALETTE_DARK.shape
-    assert len({tuple(c.tolist()) for c in board.PALETTE}) == len(board.PALETTE)
+def test_regions_figure_arrow_keeps_off_the_points():
+    crowd = torch.tensor([[0.1, 0.5], [-0.1, 0.6], [0.0, 0.4]])  # on x = 0, above the origin
+    for points, side in ((crowd, -1), (-crowd, 1)):
+        fig = board.regions_figure(quadrants, (-2, 2, -1, 1), points=points,
+                                   lines=[(1.0, 0.0, 0.0)], resolution=4)
+        [arrow] = fig.axes[0].texts
+        assert np.sign(arrow.xyann[1]) == side
 
 
-def test_save_png(tmp_path):
-    path = tmp_path / "sub" / "img.png"
-    board.save_png(torch.rand(3, 12, 20), path)
+def test_regions_figure_rejects_bad_input():
+    extent = (-1, 1, -1, 1)
+    with pytest.raises(ValueError, match="xmin < xmax"):
+        board.regions_figure(quadrants, (1, -1, -1, 1))
+    with pytest.raises(ValueError, match=r"points must be \(N, 2\)"):
+        board.regions_figure(quadrants, extent, points=torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="3 labels for 4 points"):
+        board.regions_figure(quadrants, extent, points=torch.zeros(4, 2), labels=torch.zeros(3))
+    with pytest.raises(ValueError, match="for 64 points"):
+        board.regions_figure(lambda x: quadrants(x)[1:], extent, resolution=8)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 10\), found \[0, 10\]"):
+        board.regions_figure(lambda x: quadrants(x) * 5, extent, resolution=8)
+
+
+# --- saving -----------------------------------------------------------------------------------
+
+
+def test_save_figure_writes_a_png_of_the_figure_and_no_temporary(tmp_path):
+    fig = board.template_figure(torch.rand(3, 1, 6, 6), ["a", "b", "c"])
+    size = pixels(fig)
+    path = tmp_path / "sub" / "templates.png"
+    board.save_figure(fig, path)
     with Image.open(path) as im:
-        assert im.format == "PNG" and im.size == (20, 12) and im.mode == "RGB"
+        assert im.format == "PNG" and im.size == size
+        # The white padding of the template grid survives as white pixels.
+        assert im.convert("RGB").getpixel((0, 0)) == (255, 255, 255)
+    assert [p.name for p in path.parent.iterdir()] == ["templates.png"]
+
+
+def test_save_figure_failure_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "fig.png"
+    path.write_bytes(b"old")
+    fig = Figure()
+
+    def half_written(fname, **kwargs):
+        open(fname, "wb").write(b"partial")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(fig, "savefig", half_written)
+    with pytest.raises(RuntimeError, match="disk full"):
+        board.save_figure(fig, path)
+    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["fig.png"]
+
+
+def test_save_figure_closes_a_pyplot_figure(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    board.save_figure(fig, tmp_path / "fig.png")
+    assert not plt.fignum_exists(fig.number)
 
 
 # --- TensorBoard ------------------------------------------------------------------------------
@@ -134,19 +258,24 @@ def test_tensorboard_logging_round_trip(tmp_path):
     model(torch.randn(8, 4)).sum().backward()
     config = {"lr": 0.1, "epochs": 3, "loss": "svm", "bias_trick": True, "seed": None,
               "hidden": [10, 20], "shape": (1, 28, 28)}
+    names = ["a", "b", "c"]
     with SummaryWriter(log_dir=str(tmp_path)) as writer:
         for step in range(3):
             writer.add_scalar("train/loss", 1.0 / (step + 1), step)
             board.log_epoch_histograms(writer, model, step)
-        templates = model.weight.detach().reshape(3, 1, 2, 2).sigmoid()
-        writer.add_image("templates", board.template_grid(templates), 2)
+            templates = model.weight.detach().reshape(3, 1, 2, 2).sigmoid()
+            writer.add_figure("templates", board.template_figure(templates, names), step)
+        cm = board.confusion_matrix(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 1, 2]), 3)
+        confusion = board.confusion_figure(cm, names)
+        size = pixels(confusion)
+        writer.add_figure("confusion", confusion, 2)
         board.log_config_text(writer, config)
         board.log_hparams(writer, config, {"hparam/test_accuracy": 0.75})
 
     # Everything lands in the writer's own folder: no sub-folder per hparams call.
     assert [p for p in tmp_path.iterdir() if p.is_dir()] == []
     tags = board.read_tags(tmp_path)
-    assert "templates" in tags["images"]
+    assert {"templates", "confusion"} <= set(tags["images"])
     assert {"params/weight", "params/bias", "grads/weight", "grads/bias"} <= set(
         tags["histograms"])
     assert "config/text_summary" in tags["tensors"]
@@ -155,8 +284,11 @@ def test_tensorboard_logging_round_trip(tmp_path):
     assert [s for s, _ in scalars["train/loss"]] == [0, 1, 2]
     assert scalars["hparam/test_accuracy"][0][1] == pytest.approx(0.75)
 
-    acc = EventAccumulator(str(tmp_path))
+    acc = EventAccumulator(str(tmp_path), size_guidance={"images": 0})
     acc.Reload()
+    assert [e.step for e in acc.Images("templates")] == [0, 1, 2]
+    [image] = acc.Images("confusion")
+    assert (image.width, image.height) == size
     content = acc.PluginTagToContent(hp_metadata.PLUGIN_NAME)
     assert {hp_metadata.EXPERIMENT_TAG, hp_metadata.SESSION_START_INFO_TAG,
             hp_metadata.SESSION_END_INFO_TAG} <= set(content)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from experiment_runner import load, run_main
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from lintorch import board
 
@@ -261,9 +263,43 @@ def test_pictures_go_to_png_and_tensorboard(geometric):
     r, _, tmp = geometric
     for k in r["runs"]:
         png = Path(k["png"])
-        assert png.is_file() and 1_000 < png.stat().st_size < 100_000
-        assert "decision_regions" in board.read_tags(png.parent)["images"]
+        assert 1_000 < png.stat().st_size < 100_000
+        with Image.open(png) as img:
+            size = img.size
+        # The same figure in TensorBoard, as an image of the PNG's size.
+        acc = EventAccumulator(str(png.parent), size_guidance={"images": 0})
+        acc.Reload()
+        [event] = acc.Images("decision_regions")
+        assert (event.width, event.height) == size
     names = sorted(Path(p).name for p in r["figures"])
     assert names == ["geometric_linear_softmax.png", "geometric_linear_svm.png",
                      "geometric_mlp.png"]
     assert all(Path(p).parent == tmp / "figures" for p in r["figures"])
+    for k, name in zip(r["runs"], ["geometric_linear_svm.png", "geometric_linear_softmax.png",
+                                   "geometric_mlp.png"]):
+        assert (tmp / "figures" / name).read_bytes() == Path(k["png"]).read_bytes()
+
+
+def test_picture_shows_the_models_regions_and_hyperplanes():
+    mod = load("geometric_2d")
+    d = mod.toy_data({"train": 60, "val": 20, "test": 40}, 0)
+    w = torch.tensor([[1.0, 0.0], [-1.0, 1.0], [-1.0, -1.0]])
+    model = torch.nn.Linear(2, 3)
+    with torch.no_grad():
+        model.weight.copy_(w)
+        model.bias.zero_()
+    lines = [(*row, 0.0) for row in w.tolist()]
+    ax = mod.picture(model, d, 40, "a title", lines).axes[0]
+    [image] = ax.images
+    xmin, xmax, ymin, ymax = mod.EXTENT
+    assert tuple(image.get_extent()) == mod.EXTENT and image.origin == "lower"
+    regions = torch.from_numpy(image.get_array().data).long()
+    assert regions.shape[0] == 40
+    # A cell shows the argmax of the scores at its centre; row 0 is the bottom (ymin).
+    h, wd = regions.shape
+    for i, j in ((0, 0), (h - 1, wd - 1), (h // 2, 0)):
+        x = xmin + (j + 0.5) * (xmax - xmin) / wd
+        y = ymin + (i + 0.5) * (ymax - ymin) / h
+        assert regions[i, j] == model(torch.tensor([[x, y]])).argmax().item()
+    assert len(ax.lines) == 3 and len(ax.collections[0].get_offsets()) == len(d.test_x)
+    assert ax.get_title(loc="left").startswith("a title\n")

@@ -1,6 +1,5 @@
 """The hand-written losses against the lecture's numbers, gradcheck and torch's built-ins."""
 
-import inspect
 import math
 
 import pytest
@@ -37,7 +36,7 @@ def away_from_kinks(s, y, margin=1.0):
 
 def svm_builtin(s, y, margin=1.0, reduction="mean"):
     per_row = s.shape[1] * F.multi_margin_loss(s, y, margin=margin, reduction="none")
-    return losses._reduce(per_row, reduction)
+    return losses.reduce(per_row, reduction)
 
 
 # --- the lecture's worked numbers -------------------------------------------------------------
@@ -255,13 +254,13 @@ def test_vmap_over_a_batch_of_problems():
     g = torch.Generator().manual_seed(5)
     s = torch.randn(4, 8, 5, generator=g, dtype=torch.float64)  # 4 problems of (N=8, C=5)
     y = torch.randint(5, (4, 8), generator=g)
-    got = torch.func.vmap(lambda s, y: losses.CrossEntropyFunction.apply(s, y, "mean")[0])(s, y)
+    got = torch.func.vmap(lambda s, y: losses.CrossEntropyFunction.apply(s, y).mean())(s, y)
     want = torch.stack([F.cross_entropy(s[k], y[k]) for k in range(4)])
     torch.testing.assert_close(got, want)
     got = torch.func.vmap(lambda s: lintorch.softmax(s))(s)
     torch.testing.assert_close(got, torch.softmax(s, dim=2))
     per_problem_grads = torch.func.vmap(torch.func.grad(
-        lambda s, y: losses.SVMLossFunction.apply(s, y, 1.0, "sum")[0]))(s, y)
+        lambda s, y: losses.SVMLossFunction.apply(s, y, 1.0).sum()))(s, y)
     want = torch.stack([torch.func.grad(svm_builtin)(s[k], y[k], reduction="sum")
                         for k in range(4)])
     torch.testing.assert_close(per_problem_grads, want)
@@ -362,70 +361,58 @@ def test_cuda_gradcheck():
     assert gradgradcheck(lambda s: lintorch.cross_entropy(s, y), (s,))
 
 
-def test_functions_return_what_backward_reuses():
-    s, y = random_problem(6, 4)
-    s = away_from_kinks(s, y).requires_grad_(True)
-    L, p = losses.CrossEntropyFunction.apply(s, y, "mean")
-    torch.testing.assert_close(p, torch.softmax(s, 1))
-    # p is differentiable like any output: d(sum_k p_k w_k)/ds through it matches torch's softmax
-    w = torch.randn(4, dtype=s.dtype)
-    torch.testing.assert_close(torch.autograd.grad((p * w).sum(), s)[0],
-                               torch.autograd.grad((torch.softmax(s, 1) * w).sum(), s)[0])
-    L, pattern = losses.SVMLossFunction.apply(s, y, 1.0, "sum")
-    assert not pattern.requires_grad
-    want = torch.autograd.grad(svm_builtin(s, y, reduction="sum"), s)[0]
-    torch.testing.assert_close(pattern, want)
-
-
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_svm_second_output_is_dL_ds(reduction):
+@pytest.mark.parametrize("function, args, builtin", [
+    (losses.SVMLossFunction, (1.0,), lambda s, y: svm_builtin(s, y, reduction="none")),
+    (losses.CrossEntropyFunction, (), lambda s, y: F.cross_entropy(s, y, reduction="none")),
+])
+def test_functions_give_the_per_example_losses_alone(function, args, builtin):
     s, y = random_problem(6, 4, seed=1)
     s = away_from_kinks(s, y).requires_grad_(True)
-    L, dL_ds = losses.SVMLossFunction.apply(s, y, 1.0, reduction)
-    ref = svm_builtin(s, y, reduction=reduction)
-    # for reduction "none", dL_ds holds each row's dL_i/ds_i: the gradient of sum_i L_i
-    want = torch.autograd.grad(ref.sum(), s)[0]
-    torch.testing.assert_close(dL_ds, want)
+    L_i = function.apply(s, y, *args)
+    assert isinstance(L_i, torch.Tensor) and L_i.shape == (6,)  # one output, one L_i per row
+    torch.testing.assert_close(L_i, builtin(s, y), rtol=1e-10, atol=0)
+    v = torch.randn(6, dtype=s.dtype)  # each row's own upstream gradient, as "none" passes on
+    torch.testing.assert_close(torch.autograd.grad(L_i, s, v)[0],
+                               torch.autograd.grad(builtin(s, y), s, v)[0], rtol=1e-10, atol=0)
 
 
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_mse_returns_the_difference_and_differentiates_through_it(reduction):
+def test_mse_function_gives_the_elementwise_losses_and_both_gradients():
     g = torch.Generator().manual_seed(2)
     x = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
     t = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
-    torch.testing.assert_close(losses.MSELossFunction.apply(x, t, reduction)[1], x - t)
-    w = torch.randn(5, 3, generator=g, dtype=torch.float64)
-    # a function of both outputs, and of the difference alone: gradients as torch's
-    for f in (lambda L, d: L.sum() + (d * w).sum(), lambda L, d: (d * w).sum()):
-        got = torch.autograd.grad(f(*losses.MSELossFunction.apply(x, t, reduction)), (x, t))
-        want = torch.autograd.grad(f(F.mse_loss(x, t, reduction=reduction), x - t), (x, t))
-        torch.testing.assert_close(got, want)
-    assert gradcheck(lambda x, t: losses.MSELossFunction.apply(x, t, reduction), (x, t))
-    assert gradgradcheck(lambda x, t: losses.MSELossFunction.apply(x, t, reduction), (x, t))
-
-
-def test_forward_signatures_bind_like_inspect():
-    s, y = random_problem(6, 4, seed=4)
-    signature = inspect.signature(losses.SVMLossFunction.forward)
-    bound = signature.bind(s, y, 1.0, "mean")
-    assert bound.arguments == {"s": s, "y": y, "margin": 1.0, "reduction": "mean"}
-    assert bound.args == (s, y, 1.0, "mean") and bound.kwargs == {}
-    by_keyword = signature.bind(s, y, reduction="mean", margin=1.0)
-    assert by_keyword.args == (s, y, 1.0, "mean") and by_keyword.kwargs == {}
-    with pytest.raises(TypeError, match="reduction"):
-        signature.bind(s, y, 1.0)
-    with pytest.raises(TypeError):
-        signature.bind(s, y, 1.0, "mean", "extra")
-    with pytest.raises(TypeError, match="reduction"):
-        losses.CrossEntropyFunction.apply(s, y)
+    L = losses.MSELossFunction.apply(x, t)
+    torch.testing.assert_close(L, F.mse_loss(x, t, reduction="none"))
+    v = torch.randn(5, 3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(torch.autograd.grad(L, (x, t), v),
+                               torch.autograd.grad(F.mse_loss(x, t, reduction="none"), (x, t), v))
+    assert gradgradcheck(losses.MSELossFunction.apply, (x, t))
 
 
 @pytest.mark.parametrize("loss", ["svm", "softmax", "mse"])
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_unchecked_losses_equal_the_functionals(loss, reduction):
+def test_unchecked_calls_equal_the_checked_ones(loss, reduction):
     s, y = random_problem(6, 4, seed=5)
-    checked = {"svm": lintorch.svm_loss, "softmax": lintorch.cross_entropy,
-               "mse": lintorch.mse_loss}[loss]
+    fn = {"svm": lintorch.svm_loss, "softmax": lintorch.cross_entropy,
+          "mse": lintorch.mse_loss}[loss]
     target = torch.randn_like(s) if loss == "mse" else y
-    torch.testing.assert_close(losses.UNCHECKED[loss](s, target, reduction),
-                               checked(s, target, reduction=reduction))
+    torch.testing.assert_close(fn(s, target, reduction=reduction, check=False),
+                               fn(s, target, reduction=reduction))
+
+
+def test_unchecked_calls_skip_the_label_check(monkeypatch):
+    s, y = random_problem(6, 4, seed=5)
+
+    def refuse(*args):
+        raise AssertionError("check_target was called")
+
+    monkeypatch.setattr(losses, "check_target", refuse)
+    with pytest.raises(AssertionError, match="called"):
+        lintorch.cross_entropy(s, y)
+    lintorch.cross_entropy(s, y, check=False)
+    lintorch.svm_loss(s, y, check=False)
+
+
+def test_unknown_reduction_is_refused_even_unchecked():
+    s, y = random_problem(6, 4, seed=5)
+    with pytest.raises(ValueError, match="reduction"):
+        lintorch.svm_loss(s, y, reduction="avg", check=False)

@@ -13,7 +13,7 @@ from cifar_fixture import write_cifar10
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import metadata as hp_metadata
 
-from lintorch import board, data, losses, sweep, train
+from lintorch import board, data, losses, stacked, sweep, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,8 +98,8 @@ def test_data_losses_equal_torch_losses_model_by_model(loss, reference):
     b = torch.randn(6, 4, generator=g, dtype=torch.float64)
     x = torch.randn(30, 5, generator=g, dtype=torch.float64)
     y = torch.randint(0, 4, (30,), generator=g)
-    L = sweep.data_losses(sweep.per_example_loss(loss, "lintorch"),
-                          sweep.stacked_scores(W, b, x), y)
+    L = stacked.data_losses(train.data_loss_fn(loss, "lintorch", "none"),
+                            stacked.scores(W, x, b), y)
     expected = torch.stack([reference(x @ W[k].T + b[k], y) for k in range(6)])
     torch.testing.assert_close(L, expected, rtol=1e-12, atol=0)
 
@@ -284,3 +284,11 @@ def test_graphed_sweep_on_cuda_captures_again_when_a_model_drops_out(tmp_path):
         entry, model = by_point[point]
         assert not entry["diverged"] and len(entry["history"]) == 2
         assert_same_model(model, fit_alone(cfg, *point, d)[0])
+
+
+def test_help_shows_defaults_but_never_none(capsys):
+    with pytest.raises(SystemExit):
+        sweep.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in out
+    assert "(default: softmax)" in out and "fashion-mnist linear" in out

@@ -8,13 +8,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import torch
 from cifar_fixture import write_cifar10
 
-from lintorch import board, train
+from lintorch import board, cli, train
 from lintorch.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,7 +28,7 @@ HISTORY_KEYS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accura
                 "epoch_time_s"}
 
 
-def cli(*args, env=None, **kw) -> subprocess.CompletedProcess:
+def run_cli(*args, env=None, **kw) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run([sys.executable, "-m", "lintorch.train", *map(str, args)],
                           capture_output=True, text=True, env=full_env, cwd=kw.get("cwd"),
@@ -52,7 +53,7 @@ def final_weights(run_dir: Path) -> dict:
 @needs_fashion
 @pytest.mark.slow
 def test_cli_run_on_fashion_mnist_leaves_everything_promised(tmp_path):
-    r = cli("--dataset", "fashion-mnist", "--data-root", FASHION, "--no-download",
+    r = run_cli("--dataset", "fashion-mnist", "--data-root", FASHION, "--no-download",
             "--limit", 3000, "--epochs", 2, "--reg", 1e-3, "--logdir", tmp_path, "--run-name",
             "fm")
     assert r.returncode == 0, r.stderr
@@ -71,7 +72,7 @@ def test_cli_run_on_fashion_mnist_leaves_everything_promised(tmp_path):
     assert len(m["per_class_test_accuracy"]) == 10
 
     ckpt = torch.load(run / "checkpoint.pt", weights_only=False)
-    assert {"model", "optimizer", "scheduler", "epoch", "rng", "config"} <= set(ckpt)
+    assert {"model", "optimizer", "epoch", "rng", "config"} <= set(ckpt)
     assert ckpt["epoch"] == 2
 
     tags = board.read_tags(run)
@@ -91,7 +92,7 @@ def test_cli_run_on_fashion_mnist_leaves_everything_promised(tmp_path):
 @pytest.mark.slow
 def test_cli_run_on_a_cifar10_layout_data_set(tmp_path):
     write_cifar10(tmp_path / "data", n_train_per_batch=60, n_test=50)
-    r = cli("--data-root", tmp_path / "data", "--no-download", "--val-size", 50, "--epochs", 2,
+    r = run_cli("--data-root", tmp_path / "data", "--no-download", "--val-size", 50, "--epochs", 2,
             "--model", "mlp", "--hidden", 16, 8, "--loss", "svm", "--logdir", tmp_path / "runs",
             "--run-name", "c")
     assert r.returncode == 0, r.stderr
@@ -108,14 +109,14 @@ def test_cli_run_on_a_cifar10_layout_data_set(tmp_path):
 def test_interrupted_then_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
     whole = train.fit(quick(tmp_path, run_name="whole", epochs=4, augment=True, reg=1e-3))
 
-    real_save = train.save_checkpoint
+    real_save = train.Run.save
 
-    def save_then_interrupt(path, state):  # Ctrl-C right after epoch 2's checkpoint
-        real_save(path, state)
-        if state["epoch"] == 2:
+    def save_then_interrupt(run, epoch):  # Ctrl-C right after epoch 2's checkpoint
+        real_save(run, epoch)
+        if epoch == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    monkeypatch.setattr(train.Run, "save", save_then_interrupt)
     with pytest.raises(train.Interrupted, match="--resume"):
         train.fit(quick(tmp_path, run_name="cut", epochs=4, augment=True, reg=1e-3))
     monkeypatch.undo()
@@ -148,8 +149,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches(tmp_path):
     ckpt = tmp_path / "int" / "checkpoint.pt"
     assert 2 <= torch.load(ckpt, weights_only=False)["epoch"] < 20
 
-    assert cli("--resume", ckpt, "--quiet").returncode == 0
-    assert cli(*args, "--run-name", "ref", "--quiet").returncode == 0
+    assert run_cli("--resume", ckpt, "--quiet").returncode == 0
+    assert run_cli(*args, "--run-name", "ref", "--quiet").returncode == 0
     a, b = final_weights(tmp_path / "int"), final_weights(tmp_path / "ref")
     for k in a:
         assert torch.equal(a[k], b[k]), k
@@ -177,7 +178,7 @@ def test_divergence_stops_with_exit_3_and_keeps_the_last_good_checkpoint(tmp_pat
 
 
 def test_missing_data_is_one_clear_line_and_exit_1(tmp_path):
-    r = cli("--data-root", tmp_path / "nothing", "--no-download", "--logdir", tmp_path)
+    r = run_cli("--data-root", tmp_path / "nothing", "--no-download", "--logdir", tmp_path)
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in r.stderr
@@ -230,7 +231,33 @@ def test_no_tensorboard_writes_no_events_but_the_rest(tmp_path):
 def test_unique_dir_numbers_a_taken_name(tmp_path):
     (tmp_path / "run").mkdir()
     (tmp_path / "run-2").mkdir()
-    assert train.unique_dir(tmp_path, "run") == tmp_path / "run-3"
+    assert cli.unique_dir(tmp_path, "run") == tmp_path / "run-3"
+    assert (tmp_path / "run-3").is_dir()  # created, not only named
+
+
+def test_runs_started_at_the_same_moment_get_folders_of_their_own(tmp_path):
+    start = threading.Barrier(8)
+    made = []
+
+    def one_run():
+        start.wait()
+        made.append(cli.unique_dir(tmp_path / "runs", "same"))
+
+    threads = [threading.Thread(target=one_run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(made)) == 8 and all(p.is_dir() for p in made)
+
+
+def test_json_is_written_atomically(tmp_path):
+    path = tmp_path / "metrics.json"
+    cli.write_json(path, {"a": 1})
+    with pytest.raises(TypeError):  # fails half-way through: not JSON-serializable
+        cli.write_json(path, {"b": 2, "c": object()})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
 
 
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
@@ -368,3 +395,159 @@ def test_graphed_step_replays_captures_again_for_a_new_key_and_runs_odd_batches_
     want += 7.0
     assert float(graphed(torch.tensor([7], device="cuda"), key=0.05)) == want  # eager
     assert graphed.captures == 2
+
+
+# --- resuming and extending -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("decay", ["step", "exp", "cosine", "none"])
+def test_lr_at_equals_torchs_schedulers(decay):
+    cfg = TrainConfig(dataset="fashion-mnist", lr=0.3, lr_decay=decay, lr_step=2, lr_gamma=0.7,
+                      epochs=7).resolved()
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+    sched = {"step": lambda: torch.optim.lr_scheduler.StepLR(opt, 2, 0.7),
+             "exp": lambda: torch.optim.lr_scheduler.ExponentialLR(opt, 0.7),
+             "cosine": lambda: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=7),
+             "none": lambda: torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)}[decay]()
+    for epoch in range(1, 8):
+        assert train.lr_at(cfg, epoch) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+        opt.step()
+        sched.step()
+
+
+@needs_fashion
+@pytest.mark.parametrize("decay", ["step", "exp", "cosine"])
+def test_extending_a_finished_run_trains_every_new_epoch(tmp_path, decay):
+    first = train.fit(quick(tmp_path, epochs=3, lr_decay=decay, lr_step=1, limit=1000))
+    ckpt = tmp_path / "runs/r/checkpoint.pt"
+    before = final_weights(tmp_path / "runs/r")
+    more = train.fit(TrainConfig(resume=str(ckpt), epochs=6, quiet=True, tensorboard=False))
+    new = more["history"][3:]
+    assert [h["epoch"] for h in new] == [4, 5, 6]
+    assert all(h["lr"] > 0 for h in new)
+    assert not torch.equal(final_weights(tmp_path / "runs/r")["weight"], before["weight"])
+    assert new[-1]["train_loss"] != first["history"][-1]["train_loss"]
+
+
+@needs_fashion
+def test_resume_refuses_a_flag_that_would_change_the_recipe(tmp_path, capsys):
+    train.fit(quick(tmp_path, epochs=1, limit=500))
+    ckpt = str(tmp_path / "runs/r/checkpoint.pt")
+    for flag, value in [("--lr", "0.5"), ("--loss", "svm"), ("--model", "mlp"),
+                        ("--reg", "0.1"), ("--batch-size", "7"), ("--seed", "3")]:
+        with pytest.raises(SystemExit) as e:
+            train.main(["--resume", ckpt, flag, value])
+        assert e.value.code == 2
+        err = capsys.readouterr().err
+        assert flag in err.splitlines()[-1] and "--resume" in err
+    # how long, where and how loudly may change
+    assert train.main(["--resume", ckpt, "--epochs", "2", "--device", "cpu", "--quiet",
+                       "--no-tensorboard", "--data-root", str(FASHION)]) == 0
+    with pytest.raises(ValueError, match="loss cannot change"):
+        train.fit(TrainConfig(resume=ckpt, loss="svm", quiet=True))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path, capsys):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    bad = tmp_path / "checkpoint.pt"
+    torch.save({"model": Payload(), "epoch": 1, "config": {}}, bad)
+    assert train.main(["--resume", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert not marker.exists()
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(bad) in err and "system" in err  # the reason: the refused function, named
+
+
+def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert train.main(["--resume", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot read checkpoint" in err
+
+
+@needs_fashion
+def test_config_takes_pathlike_paths(tmp_path):
+    m = train.fit(TrainConfig(dataset="fashion-mnist", data_root=FASHION, no_download=True,
+                              limit=300, val_size=100, epochs=1, quiet=True,
+                              logdir=tmp_path / "runs", run_name="p"))
+    saved = json.loads((tmp_path / "runs/p/metrics.json").read_text())
+    assert saved["config"]["data_root"] == str(FASHION) == m["config"]["data_root"]
+    resumed = train.fit(TrainConfig(resume=tmp_path / "runs/p/checkpoint.pt", epochs=2,
+                                    quiet=True, tensorboard=False))
+    assert len(resumed["history"]) == 2
+
+
+@needs_fashion
+def test_confusion_matrix_counts_the_test_predictions(tmp_path):
+    model, m = train.train_model(quick(tmp_path, epochs=1))
+    raw = train.data.load_dataset("fashion-mnist", FASHION, download=False)
+    d = train.data.prepare(raw, val_size=500, limit=2000)
+    with torch.no_grad():
+        pred = model(d.test_x).argmax(1)
+    want = torch.zeros(10, 10, dtype=torch.long)
+    for t, p in zip(d.test_y.tolist(), pred.tolist()):
+        want[t, p] += 1
+    assert m["confusion_matrix"] == want.tolist()
+
+
+# --- interruptions ----------------------------------------------------------------------------
+
+
+@needs_fashion
+@pytest.mark.slow
+def test_sigterm_keeps_the_checkpoint_and_exits_143(tmp_path):
+    args = ["--dataset", "fashion-mnist", "--data-root", FASHION, "--no-download", "--limit",
+            1000, "--val-size", 200, "--epochs", 50, "--logdir", tmp_path, "--batch-size", 16,
+            "--run-name", "term", "--no-tensorboard"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "lintorch.train", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        if line.startswith("epoch   2/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "--resume" in err and "Traceback" not in err
+    assert 2 <= torch.load(tmp_path / "term/checkpoint.pt", weights_only=True)["epoch"] < 50
+
+
+@pytest.mark.parametrize("where", ["data", "finish"])
+def test_ctrl_c_while_loading_or_in_the_final_evaluation_exits_130_quietly(
+        tmp_path, monkeypatch, capsys, where):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    write_cifar10(tmp_path / "data", n_train_per_batch=20, n_test=20)
+    monkeypatch.setattr(train.data if where == "data" else train,
+                        "load_dataset" if where == "data" else "finish", interrupt)
+    code = train.main(["--data-root", str(tmp_path / "data"), "--no-download", "--val-size",
+                       "10", "--epochs", "1", "--logdir", str(tmp_path / "runs"), "--quiet"])
+    assert code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    assert ("--resume" in err) == (where == "finish")
+
+
+def test_limit_help_says_what_it_does(capsys):
+    with pytest.raises(SystemExit):
+        train.main(["--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "train on N images of the training split only" in out
+
+
+@needs_fashion
+@pytest.mark.slow
+def test_fashion_mnist_is_found_with_no_data_flag(tmp_path, monkeypatch):
+    monkeypatch.delenv("LINTORCH_DATA", raising=False)
+    r = run_cli("--dataset", "fashion-mnist", "--limit", 500, "--val-size", 100, "--epochs", 1,
+            "--no-download", "--quiet", "--no-tensorboard", "--logdir", tmp_path / "runs",
+            cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / "data").exists()

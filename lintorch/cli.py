@@ -1,0 +1,211 @@
+"""What the command-line entry points share: the training flags, argparse number types and help
+formatter, devices, run folders, files written atomically, progress, and SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+
+from . import config, data
+
+# ---------------------------------------------------------------------------------------------
+# Devices, folders, files
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU; "
+                         "use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def unique_dir(logdir: str | os.PathLike, name: str) -> Path:
+    """Create and return ``logdir/name``, or ``name-2``, ``name-3``, ... if taken.
+
+    ``mkdir`` refuses a folder that exists, so two runs started at the same moment with the
+    same name each get a folder of their own (checking first, then creating, would not).
+    """
+    Path(logdir).mkdir(parents=True, exist_ok=True)
+    k = 1
+    while True:
+        path = Path(logdir) / (name if k == 1 else f"{name}-{k}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            k += 1
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``: a crash
+    or a kill leaves the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress and printing
+
+
+def progress(items: Iterable, total: int, desc: str, quiet: bool) -> Iterable:
+    """``items``, with a tqdm bar on a terminal (none when quiet or piped to a file)."""
+    if quiet or not sys.stdout.isatty():
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
+
+
+def say(quiet: bool, *args) -> None:
+    if not quiet:
+        print(*args, flush=True)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (a KeyboardInterrupt): what was saved is kept."""
+
+    exit_code = 143  # 128 + SIGTERM, the shell's convention
+
+
+def handle_sigterm() -> None:
+    """Turn SIGTERM (a scheduler's or torchrun's stop) into ``Terminated`` in the main thread."""
+    def stop(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def exit_code(interrupt: KeyboardInterrupt) -> int:
+    return getattr(interrupt, "exit_code", 130)  # 130 = 128 + SIGINT
+
+
+# ---------------------------------------------------------------------------------------------
+# argparse
+
+
+def _parsed_number(kind, accept, wanted: str):
+    """An argparse type: ``kind(text)``, refused with a one-line reason unless ``accept``ed."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not (math.isfinite(value) and accept(value)):
+            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        return value
+    return parse
+
+
+def positive(kind):
+    """argparse type for finite numbers > 0: ``positive(int)``, ``positive(float)``."""
+    return _parsed_number(kind, lambda v: v > 0,
+                          "a positive integer" if kind is int else "a finite number > 0")
+
+
+def non_negative(kind):
+    """argparse type for finite numbers >= 0."""
+    return _parsed_number(kind, lambda v: v >= 0,
+                          "an integer >= 0" if kind is int else "a finite number >= 0")
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown in --help, except None (such flags say what unset means in their help),
+    and the epilog's table kept as written."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def explicit_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                   argv: list[str] | None) -> set[str]:
+    """The destinations of the flags given on the command line (not left at their default)."""
+    unset = object()
+    probe = argparse.Namespace(**{dest: unset for dest in vars(args)})
+    parser.parse_args(argv, namespace=probe)  # argparse sets defaults only where nothing is set
+    return {dest for dest, value in vars(probe).items() if value is not unset}
+
+
+def dataset_name(text: str) -> str:
+    """argparse type of --dataset: a built-in data set's name or the path of an .npz file."""
+    if text in data.DATASETS or data.is_npz(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"must be one of {', '.join(data.DATASETS)} or the path of an .npz file, got {text!r}")
+
+
+def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
+    """The flags of TrainConfig, shared by ``lintorch.train`` and ``lintorch.sweep``."""
+    per = "default: per data set, listed below"
+    a = parser.add_argument
+    a("--dataset", default="cifar10", type=dataset_name, metavar="{" + ",".join(data.DATASETS)
+      + "} or PATH.npz", help="data set to train on, or an .npz file of your own features "
+      "(x_train, y_train, x_test, y_test, optionally classes)")
+    a("--model", default="linear", choices=config.MODELS, help="linear classifier or sigmoid MLP")
+    a("--hidden", type=positive(int), nargs="+", default=None,
+      help=f"hidden layer sizes of the MLP ({per})")
+    a("--loss", default="softmax", choices=config.LOSSES,
+      help="multiclass SVM or softmax cross-entropy")
+    a("--impl", default="lintorch", choices=config.IMPLS,
+      help="lintorch's hand-written losses, or torch's built-ins (for comparison)")
+    a("--epochs", type=positive(int), default=None, help=f"epochs to train ({per})")
+    a("--batch-size", type=positive(int), default=None, help=f"mini-batch size ({per})")
+    if not sweep:
+        a("--lr", type=positive(float), default=None, help=f"learning rate alpha ({per})")
+    a("--lr-decay", choices=config.LR_DECAYS, default=None,
+      help=f"learning-rate schedule, stepped once per epoch ({per})")
+    a("--lr-step", type=positive(int), default=5, help="epochs between decays for --lr-decay step")
+    a("--lr-gamma", type=positive(float), default=0.5, help="decay factor for step and exp")
+    a("--momentum", type=non_negative(float), default=None,
+      help=f"SGD momentum, 0 being the lecture's plain SGD ({per})")
+    if not sweep:
+        a("--reg", type=non_negative(float), default=None,
+          help=f"regularization strength lambda ({per})")
+    a("--reg-type", choices=config.REG_TYPES, default="l2",
+      help="penalty R(W) on weights, not biases")
+    a("--seed", type=int, default=0, help="random seed (data split, init, batch order)")
+    a("--device", choices=config.DEVICES, default="auto", help="auto = cuda when available")
+    a("--dtype", choices=config.DTYPES, default="float32",
+      help="floating-point type of data and model")
+    a("--data-root", default=None,
+      help="folder holding the data set (unset: $LINTORCH_DATA, else ./data, else where "
+           "Debian's dataset packages install it)")
+    a("--no-download", action="store_true", help="never download missing data")
+    a("--val-size", type=non_negative(int), default=1000,
+      help="training images held out for validation")
+    a("--preprocess", choices=data.PREPROCESS, default="standardize",
+      help="none, center (subtract the mean image) or standardize (per-channel mean, std)")
+    a("--augment", action="store_true", help="random flips and padded crops, on the device")
+    a("--logdir", default="runs", help="folder for the run folders")
+    a("--run-name", default=None, help="run folder name (unset: the model, loss and time)")
+    a("--limit", type=positive(int), default=None, metavar="N",
+      help="train on N images of the training split only, drawn with the seed after the "
+           "validation images are held out (quick runs; unset: all of them)")
+    a("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    a("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
+      help="write TensorBoard events (metrics.json and the checkpoint are written either way)")
+    a("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
+      help="on a GPU, replay each step from a captured CUDA graph: the same arithmetic, "
+           "launched at once (not with --augment)")
