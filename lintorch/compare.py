@@ -1,20 +1,14 @@
-"""lintorch's hand-written losses side by side with torch's built-ins.
+"""lintorch's hand-written losses side by side with torch's built-ins, one table per check:
 
     python -m lintorch.compare --json compare.json
 
-Three checks, one table each:
+1. agreement: value and gradient of each loss and reduction with its built-in on random float64
+   inputs (``C * F.multi_margin_loss``, ``F.cross_entropy``, ``F.mse_loss``), and ``gradcheck``;
+2. speed: forward + backward of each against its built-in, timed alternately, as ratios;
+3. training: one seed and config with ``--impl lintorch`` and ``--impl torch``, as sibling runs
+   that TensorBoard overlays.
 
-1. agreement: value and gradient of each loss and reduction against the built-in
-   (``C * F.multi_margin_loss``, ``F.cross_entropy``, ``F.mse_loss``) on random float64 inputs,
-   and ``gradcheck``;
-2. speed: forward + backward of each custom loss against its built-in, timed alternately in
-   this process, as ratios;
-3. training: the same seed and config trained with ``--impl lintorch`` and ``--impl torch``,
-   logged as sibling runs so that TensorBoard overlays their curves.
-
-The exit code is 1 when a difference exceeds its tolerance (speed never fails it), so CI can
-run this command as it is.
-"""
+The exit code is 1 when a difference exceeds its tolerance (speed never fails it), for CI."""
 
 from __future__ import annotations
 
@@ -34,7 +28,6 @@ from torch.autograd import gradcheck
 from . import cli, config, data, losses, train
 
 LOSSES = ("svm", "softmax", "mse")
-
 # Both sides evaluate the same formula in float64, so they may differ by rounding alone: a few
 # ulps of values up to ~1e3, summed over ~1e3 terms, stays far below 1e-9.
 VALUE_TOL = 1e-9
@@ -45,25 +38,16 @@ GRAD_TOL = 1e-9
 WEIGHT_RTOL = 1e-4
 
 
-# ---------------------------------------------------------------------------------------------
-# The pairs: (scores or predictions, target, reduction) -> loss
-
-
 def _svm_builtin(s: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
     # torch divides each row by C, the lecture does not
     return s.shape[1] * F.multi_margin_loss(s, y, reduction=reduction)
 
 
+# Each pair maps (scores or predictions, target, reduction) to the loss.
 CUSTOM: dict[str, Callable[..., Tensor]] = {
-    "svm": losses.svm_loss,
-    "softmax": losses.cross_entropy,
-    "mse": losses.mse_loss,
-}
+    "svm": losses.svm_loss, "softmax": losses.cross_entropy, "mse": losses.mse_loss}
 BUILTIN: dict[str, Callable[..., Tensor]] = {
-    "svm": _svm_builtin,
-    "softmax": F.cross_entropy,
-    "mse": F.mse_loss,
-}
+    "svm": _svm_builtin, "softmax": F.cross_entropy, "mse": F.mse_loss}
 # What training applies: the functionals without their per-call checks, the labels having
 # been checked once up front.
 FUNCTION: dict[str, Callable[..., Tensor]] = {
@@ -72,11 +56,9 @@ FUNCTION: dict[str, Callable[..., Tensor]] = {
 
 def random_inputs(loss: str, n: int, c: int, dtype=torch.float64, device="cpu",
                   seed: int = 0) -> tuple[Tensor, Tensor]:
-    """Scores (n, c) and a target: labels for svm and softmax, a float (n, c) for mse.
-
-    SVM scores are kept 0.05 away from the hinge's kinks, where the gradient jumps and a
-    finite difference (gradcheck) would straddle two slopes.
-    """
+    """Scores (n, c) and a target: labels for svm and softmax, a float (n, c) for mse. SVM
+    scores are kept 0.05 away from the hinge's kinks, where the gradient jumps and a finite
+    difference (gradcheck) would straddle two slopes."""
     g = torch.Generator().manual_seed(seed)
     s = 3 * torch.randn(n, c, generator=g, dtype=torch.float64)
     if loss == "mse":
@@ -90,43 +72,29 @@ def random_inputs(loss: str, n: int, c: int, dtype=torch.float64, device="cpu",
     return s.to(device, dtype), y.to(device)
 
 
-# ---------------------------------------------------------------------------------------------
-# 1. Agreement
-
-
 def check_agreement(loss: str, reduction: str, n: int = 32, c: int = 10, seed: int = 0,
                     custom: Callable[..., Tensor] | None = None,
                     builtin: Callable[..., Tensor] | None = None) -> dict:
     """Largest |value difference| and |gradient difference| of ``custom`` against ``builtin``
     (default: lintorch's loss and torch's), and whether gradcheck passes, in float64."""
-    custom = custom or CUSTOM[loss]
-    builtin = builtin or BUILTIN[loss]
+    custom, builtin = custom or CUSTOM[loss], builtin or BUILTIN[loss]
     s, target = random_inputs(loss, n, c, seed=seed)
     # mse is differentiable in both arguments; the classification losses in the scores alone
-    wrt = [s, target] if loss == "mse" else [s]
+    wrt, fixed = ([s, target], []) if loss == "mse" else ([s], [target])
 
     def value_and_grads(fn):
         inputs = [t.clone().requires_grad_(True) for t in wrt]
-        args = inputs if loss == "mse" else [inputs[0], target]
-        L = fn(*args, reduction=reduction)
+        L = fn(*inputs, *fixed, reduction=reduction)
         # one random upstream gradient, the same for both sides, so "none" is checked in full
-        v = torch.randn(L.shape, generator=torch.Generator().manual_seed(seed + 1),
-                        dtype=L.dtype)
+        v = torch.randn(L.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=L.dtype)
         return L.detach(), torch.autograd.grad(L, inputs, grad_outputs=v)
 
-    L_c, g_c = value_and_grads(custom)
-    L_b, g_b = value_and_grads(builtin)
+    (L_c, g_c), (L_b, g_b) = value_and_grads(custom), value_and_grads(builtin)
     value_diff = _max_abs_diff(L_c, L_b)
     grad_diff = max(_max_abs_diff(a, b) for a, b in zip(g_c, g_b))
-
-    inputs = tuple(t.clone().requires_grad_(True) for t in wrt)
-    if loss == "mse":
-        def f(*xs):
-            return custom(*xs, reduction=reduction)
-    else:
-        def f(x):
-            return custom(x, target, reduction=reduction)
-    passed = gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=False)
+    passed = gradcheck(lambda *xs: custom(*xs, *fixed, reduction=reduction),
+                       tuple(t.clone().requires_grad_(True) for t in wrt),
+                       eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=False)
     ok = value_diff <= VALUE_TOL and grad_diff <= GRAD_TOL and passed
     return {"loss": loss, "reduction": reduction, "value_diff": value_diff,
             "grad_diff": grad_diff, "gradcheck": bool(passed), "ok": bool(ok)}
@@ -140,10 +108,6 @@ def _max_abs_diff(a: Tensor, b: Tensor) -> float:
 
 def check_all() -> list[dict]:
     return [check_agreement(loss, reduction) for loss in LOSSES for reduction in losses.REDUCTIONS]
-
-
-# ---------------------------------------------------------------------------------------------
-# 2. Speed
 
 
 def _sync(device: torch.device) -> None:
@@ -166,8 +130,7 @@ def time_alternating(fns: dict[str, Callable[[], object]], repeats: int = 7,
                      ) -> dict[str, float]:
     """Median seconds per call of each fn, timed in blocks that take turns (reversing the order
     every round), so a machine slowing down or speeding up weighs on all of them alike."""
-    device = torch.device(device)
-    calls = {}
+    device, calls = torch.device(device), {}
     for name, fn in fns.items():
         fn()  # warm-up: first-call allocation and dispatch caches
         k = 1
@@ -175,9 +138,8 @@ def time_alternating(fns: dict[str, Callable[[], object]], repeats: int = 7,
             k *= 2
         calls[name] = k
     times: dict[str, list[float]] = {name: [] for name in fns}
-    order = list(fns)
     for r in range(max(1, repeats)):
-        for name in order if r % 2 == 0 else order[::-1]:
+        for name in list(fns) if r % 2 == 0 else list(fns)[::-1]:
             times[name].append(_block(fns[name], calls[name], device))
     return {name: statistics.median(ts) for name, ts in times.items()}
 
@@ -186,10 +148,8 @@ def loss_speed(n: int, c: int = 10, device: str | torch.device = "cpu", repeats:
                min_block_s: float = 0.02) -> dict[str, dict]:
     """Forward + backward seconds of each loss in float32 at batch n: lintorch's Function as
     training applies it, lintorch's checked functional (which validates the labels), and
-    torch's built-in; ``ratio`` is Function / built-in, ``checked_ratio`` functional / built-in.
-    """
-    device = torch.device(device)
-    result = {}
+    torch's built-in; ``ratio`` is Function / built-in, ``checked_ratio`` functional / built-in."""
+    device, result = torch.device(device), {}
     for loss in LOSSES:
         s, target = random_inputs(loss, n, c, dtype=torch.float32, device=device)
         s.requires_grad_(True)
@@ -197,13 +157,11 @@ def loss_speed(n: int, c: int = 10, device: str | torch.device = "cpu", repeats:
         def step(fn, s=s, target=target):
             return lambda: torch.autograd.grad(fn(s, target), s)
 
-        t = time_alternating(
-            {"function": step(FUNCTION[loss]), "checked": step(CUSTOM[loss]),
-             "builtin": step(BUILTIN[loss])},
-            repeats=repeats, min_block_s=min_block_s, device=device)
+        fns = {"function": FUNCTION[loss], "checked": CUSTOM[loss], "builtin": BUILTIN[loss]}
+        t = time_alternating({k: step(fn) for k, fn in fns.items()}, repeats, min_block_s, device)
         result[loss] = {"loss": loss, "n": n, "c": c, "device": device.type,
-                        "function_s": t["function"], "checked_s": t["checked"],
-                        "builtin_s": t["builtin"], "ratio": t["function"] / t["builtin"],
+                        **{f"{k}_s": seconds for k, seconds in t.items()},
+                        "ratio": t["function"] / t["builtin"],
                         "checked_ratio": t["checked"] / t["builtin"]}
     return result
 
@@ -211,10 +169,6 @@ def loss_speed(n: int, c: int = 10, device: str | torch.device = "cpu", repeats:
 def speed_devices(device: str = "auto") -> list[str]:
     """The CPU always, and CUDA unless --device cpu (or there is no GPU)."""
     return ["cpu"] + (["cuda"] if device != "cpu" and torch.cuda.is_available() else [])
-
-
-# ---------------------------------------------------------------------------------------------
-# 3. Training overlay
 
 
 def train_overlay(dataset: str, data_root: str | None = None, epochs: int = 3,
@@ -242,16 +196,10 @@ def train_overlay(dataset: str, data_root: str | None = None, epochs: int = 3,
             "tolerance": tolerance, "ok": weight_diff <= tolerance}
 
 
-# ---------------------------------------------------------------------------------------------
-# The report
-
-
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+    lines = [header, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in lines)
 
 
 def _us(seconds: float) -> str:
@@ -277,8 +225,7 @@ def format_report(results: dict) -> str:
             [[r["device"], f"{r['n']:,}", r["loss"], _us(r["function_s"]), _us(r["checked_s"]),
               _us(r["builtin_s"]), f"{r['ratio']:.2f}x", f"{r['checked_ratio']:.2f}x"]
              for r in results["speed"]]))
-    t = results.get("train")
-    if t is not None:
+    if (t := results.get("train")) is not None:
         parts.append("\nTraining overlay")
         if "skipped" in t:
             parts.append(f"skipped: {t['skipped']}")
@@ -297,15 +244,13 @@ def format_report(results: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
+    cuda = torch.cuda.get_device_name() if torch.cuda.is_available() else None
     results: dict = {
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "platform": platform.platform(), "threads": torch.get_num_threads(),
-                        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available()
-                        else None},
+                        "cuda": cuda},
         "tolerances": {"value": VALUE_TOL, "grad": GRAD_TOL, "weight_rtol": WEIGHT_RTOL},
-        "agreement": check_all(),
-        "speed": [],
-    }
+        "agreement": check_all(), "speed": []}
     if not args.no_speed:
         for device in speed_devices(args.device):
             for n in args.sizes:
@@ -313,14 +258,13 @@ def run(args: argparse.Namespace) -> dict:
     if not args.no_train:
         dataset = args.dataset or data.find_dataset(args.data_root)
         if dataset is None:
-            results["train"] = {"skipped": f"no CIFAR-10 or Fashion-MNIST under "
-                                           f"{data.resolve_root(args.data_root)} "
+            where = data.resolve_root(args.data_root)
+            results["train"] = {"skipped": f"no CIFAR-10 or Fashion-MNIST under {where} "
                                            "(--data-root or LINTORCH_DATA)"}
         else:
             results["train"] = train_overlay(dataset, args.data_root, args.epochs, args.limit,
                                              args.device, args.logdir)
-    ok = all(r["ok"] for r in results["agreement"])
-    ok = ok and results.get("train", {}).get("ok", True)
+    ok = all(r["ok"] for r in results["agreement"]) and results.get("train", {}).get("ok", True)
     results["ok"] = bool(ok)
     return results
 
@@ -332,23 +276,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "gradients, speed, and a training run with each. Exit code 1 when a "
                     "difference exceeds its tolerance.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    a = parser.add_argument
+    a, count = parser.add_argument, cli.positive(int)
     a("--no-train", action="store_true", help="skip the training overlay")
     a("--no-speed", action="store_true", help="skip the timings")
-    a("--dataset", choices=data.DATASETS, default=None,
+    a("--dataset", choices=data.DATASETS,
       help="data set of the training overlay; unset: CIFAR-10 if found, else Fashion-MNIST")
-    a("--data-root", default=None, help="data folder; unset: $LINTORCH_DATA, else ./data")
-    a("--epochs", type=cli.positive(int), default=3, help="epochs of each training run")
-    a("--limit", type=cli.positive(int), default=None,
-      help="train on the first N training images only")
+    a("--data-root", help="data folder; unset: $LINTORCH_DATA, else ./data")
+    a("--epochs", type=count, default=3, help="epochs of each training run")
+    a("--limit", type=count, help="train on the first N training images only")
     a("--device", choices=config.DEVICES, default="auto",
       help="device of the training runs; timings run on the CPU, and on CUDA unless cpu")
     a("--logdir", default="runs", help="parent folder of the compare-<time> run folder")
-    a("--sizes", type=cli.positive(int), nargs="+", default=[256, 50_000],
-      help="batch sizes N to time")
-    a("--repeats", type=cli.positive(int), default=7,
-      help="alternating timing rounds per loss and size")
-    a("--json", default=None, metavar="PATH", help="also write the results as JSON to PATH")
+    a("--sizes", type=count, nargs="+", default=[256, 50_000], help="batch sizes N to time")
+    a("--repeats", type=count, default=7, help="alternating timing rounds per loss and size")
+    a("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return parser
 
 

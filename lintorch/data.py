@@ -1,9 +1,8 @@
 """Image classification data sets as whole tensors, and their preparation for training.
 
 CIFAR-10, Fashion-MNIST and MNIST are small enough to live in memory (and on the GPU) as one
-tensor each, so they are read straight from their distribution formats into uint8 tensors --
-no DataLoader, no PIL -- and a training step is just indexing into a tensor. A data set of
-one's own comes the same way from an .npz file of arrays.
+tensor each: read straight from their distribution formats (or one's own .npz of arrays) into
+tensors, with no DataLoader and no PIL, so that a training step is just indexing into a tensor.
 """
 
 from __future__ import annotations
@@ -26,13 +25,10 @@ import torch.nn.functional as F
 DATASETS = ("cifar10", "fashion-mnist", "mnist")
 PREPROCESS = ("none", "center", "standardize")
 
-CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]  # fmt: skip
-FASHION_MNIST_CLASSES = [
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-]  # fmt: skip
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                   "truck"]  # fmt: skip
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot"]  # fmt: skip
 MNIST_CLASSES = [str(digit) for digit in range(10)]
 
 _TITLES = {"cifar10": "CIFAR-10", "fashion-mnist": "Fashion-MNIST", "mnist": "MNIST"}
@@ -79,9 +75,8 @@ def is_npz(name: str | os.PathLike) -> bool:
     return isinstance(name, (str, os.PathLike)) and os.fsdecode(name).lower().endswith(".npz")
 
 
-def load_dataset(
-    name: str | os.PathLike, root: str | os.PathLike | None = None, download: bool = True
-) -> RawData:
+def load_dataset(name: str | os.PathLike, root: str | os.PathLike | None = None,
+                 download: bool = True) -> RawData:
     """Load data set `name` (one of DATASETS, or an .npz path) from `root` (see resolve_root),
     else from Debian's SYSTEM_ROOTS when no root was named, else download it into `root`."""
     if is_npz(name):
@@ -98,9 +93,7 @@ def find_dataset(root: str | os.PathLike | None = None) -> str | None:
     folders, root = _idx_folders("fashion-mnist", root), resolve_root(root)
     if _cifar10_complete(root / _CIFAR_DIR) or (root / _CIFAR_TAR).is_file():
         return "cifar10"
-    if _find_idx_files(folders) is not None:
-        return "fashion-mnist"
-    return None
+    return "fashion-mnist" if _find_idx_files(folders) is not None else None
 
 
 def _one_line(error: BaseException) -> str:
@@ -112,29 +105,23 @@ def _download(name: str, root: Path, download: bool, expected: str) -> None:
     """Let torchvision fetch the data set into `root`, or say clearly why there is none."""
     missing = f"{_TITLES[name]} not found under {root} (expected {expected})"
     if not download:
-        raise DataNotFoundError(
-            f"{missing}; downloading is off (--no-download). {_POINT_ELSEWHERE}"
-        )
+        raise DataNotFoundError(f"{missing}; downloading is off (--no-download). "
+                                f"{_POINT_ELSEWHERE}")
     try:
         import torchvision.datasets as tvd
 
         dataset = {"cifar10": tvd.CIFAR10, "fashion-mnist": tvd.FashionMNIST, "mnist": tvd.MNIST}
         dataset[name](str(root), train=True, download=True)
     except Exception as e:  # no network shows up as any of a dozen exception types
-        raise DataNotFoundError(
-            f"{missing}; download failed (offline? --no-download skips trying): {_one_line(e)}. "
-            f"{_POINT_ELSEWHERE}"
-        ) from e
+        raise DataNotFoundError(f"{missing}; download failed (offline? --no-download skips "
+                                f"trying): {_one_line(e)}. {_POINT_ELSEWHERE}") from e
 
 
-# ---------------------------------------------------------------------------------------------
 # CIFAR-10, python version: pickled dicts {data: uint8 (N, 3072) in CHW order, labels: [int]}
-
 _CIFAR_DIR = "cifar-10-batches-py"
 _CIFAR_TAR = "cifar-10-python.tar.gz"
 _CIFAR_TRAIN = [f"data_batch_{i}" for i in range(1, 6)]
-_CIFAR_TEST = "test_batch"
-_CIFAR_META = "batches.meta"
+_CIFAR_TEST, _CIFAR_META = "test_batch", "batches.meta"
 # A data file can come from anywhere and unpickling runs whatever it names: allow only what
 # rebuilds numpy arrays (as pickled by Python 2, numpy 1 and numpy 2).
 _CIFAR_GLOBALS = {
@@ -170,16 +157,12 @@ def _load_cifar10(root: Path, download: bool) -> RawData:
 
     train = [_read_cifar_batch(folder / file) for file in _CIFAR_TRAIN]
     test_images, test_labels = _read_cifar_batch(folder / _CIFAR_TEST)
-    train_images = np.concatenate([images for images, _ in train])
-    train_labels = np.concatenate([labels for _, labels in train])
-    return RawData(
-        name="cifar10",
-        classes=_read_cifar_classes(folder / _CIFAR_META),
-        train_images=torch.from_numpy(train_images).reshape(-1, 3, 32, 32),
-        train_labels=torch.from_numpy(train_labels),
-        test_images=torch.from_numpy(test_images).reshape(-1, 3, 32, 32),
-        test_labels=torch.from_numpy(test_labels),
-    )
+    train_images, train_labels = (np.concatenate(arrays) for arrays in zip(*train))
+    return RawData("cifar10", _read_cifar_classes(folder / _CIFAR_META),
+                   torch.from_numpy(train_images).reshape(-1, 3, 32, 32),
+                   torch.from_numpy(train_labels),
+                   torch.from_numpy(test_images).reshape(-1, 3, 32, 32),
+                   torch.from_numpy(test_labels))
 
 
 def _extract_cifar10(archive: Path, root: Path) -> None:
@@ -197,9 +180,8 @@ def _extract_cifar10(archive: Path, root: Path) -> None:
                 tar.extractall(scratch, members=members, **_TAR_FILTER)
                 unpacked = Path(scratch) / _CIFAR_DIR
                 if not _cifar10_complete(unpacked):
-                    raise DataCorruptError(
-                        f"{archive} holds no {_CIFAR_DIR}/ with data_batch_1..5 and test_batch"
-                    )
+                    raise DataCorruptError(f"{archive} holds no {_CIFAR_DIR}/ with "
+                                           "data_batch_1..5 and test_batch")
                 (root / _CIFAR_DIR).mkdir(exist_ok=True)
                 for file in unpacked.iterdir():
                     os.replace(file, root / _CIFAR_DIR / file.name)
@@ -230,19 +212,12 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         labels = np.asarray(entry.get("labels"), dtype=np.int64)
     except (TypeError, ValueError):
         labels = None
-    ok = (
-        isinstance(images, np.ndarray)
-        and images.dtype == np.uint8
-        and images.ndim == 2
-        and images.shape[1] == 3 * 32 * 32
-        and labels is not None
-        and labels.shape == (len(images),)
-        and bool(((labels >= 0) & (labels < 10)).all())
-    )
+    ok = (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 2
+          and images.shape[1] == 3 * 32 * 32 and labels is not None
+          and labels.shape == (len(images),) and bool(((labels >= 0) & (labels < 10)).all()))
     if not ok:
-        raise DataCorruptError(
-            f"{path} does not hold 'data' as uint8 (N, 3072) with N 'labels' in 0..9"
-        )
+        raise DataCorruptError(f"{path} does not hold 'data' as uint8 (N, 3072) with N 'labels' "
+                               "in 0..9")
     return images, labels
 
 
@@ -255,20 +230,12 @@ def _read_cifar_classes(path: Path) -> list[str]:
     return [name.decode("latin1") if isinstance(name, bytes) else str(name) for name in names]
 
 
-# ---------------------------------------------------------------------------------------------
 # Fashion-MNIST and MNIST: four idx files, each optionally gzipped
-
-_IDX_STEMS = {
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
+_IDX_STEMS = {"train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+              "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte"}
 # torchvision's layout, a folder named after the data set (as Debian's), or the root itself
-_IDX_FOLDERS = {
-    "fashion-mnist": ("FashionMNIST/raw", "fashion-mnist", ""),
-    "mnist": ("MNIST/raw", "mnist", ""),
-}
+_IDX_FOLDERS = {"fashion-mnist": ("FashionMNIST/raw", "fashion-mnist", ""),
+                "mnist": ("MNIST/raw", "mnist", "")}
 
 
 def _idx_folders(name: str, root: str | os.PathLike | None) -> list[Path]:
@@ -280,11 +247,9 @@ def _idx_folders(name: str, root: str | os.PathLike | None) -> list[Path]:
 
 def _find_idx_files(folders: list[Path]) -> dict[str, Path] | None:
     for folder in folders:
-        files = {}
-        for key, stem in _IDX_STEMS.items():
-            # prefer the unpacked file: no gunzip on every run
-            candidates = [folder / stem, folder / f"{stem}.gz"]
-            files[key] = next((path for path in candidates if path.is_file()), None)
+        # prefer the unpacked file: no gunzip on every run
+        files = {key: next((p for p in (folder / stem, folder / f"{stem}.gz") if p.is_file()), None)
+                 for key, stem in _IDX_STEMS.items()}
         if all(files.values()):
             return files
     return None
@@ -304,20 +269,14 @@ def _load_idx_dataset(name: str, root: Path, download: bool, folders: list[Path]
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if len(images) != len(labels):
-            raise DataCorruptError(
-                f"{files[f'{split}_images']} holds {len(images)} images but "
-                f"{files[f'{split}_labels']} holds {len(labels)} labels"
-            )
+            raise DataCorruptError(f"{files[f'{split}_images']} holds {len(images)} images but "
+                                   f"{files[f'{split}_labels']} holds {len(labels)} labels")
         if labels.size and labels.max() >= 10:
             raise DataCorruptError(f"{files[f'{split}_labels']} holds labels beyond 0..9")
-    return RawData(
-        name=name,
-        classes=list(FASHION_MNIST_CLASSES if name == "fashion-mnist" else MNIST_CLASSES),
-        train_images=torch.from_numpy(arrays["train_images"]).unsqueeze(1),
-        train_labels=torch.from_numpy(arrays["train_labels"]).long(),
-        test_images=torch.from_numpy(arrays["test_images"]).unsqueeze(1),
-        test_labels=torch.from_numpy(arrays["test_labels"]).long(),
-    )
+    a = {key: torch.from_numpy(array) for key, array in arrays.items()}
+    return RawData(name, list(FASHION_MNIST_CLASSES if name == "fashion-mnist" else MNIST_CLASSES),
+                   a["train_images"].unsqueeze(1), a["train_labels"].long(),
+                   a["test_images"].unsqueeze(1), a["test_labels"].long())
 
 
 def _read_idx(path: Path, ndim: int) -> np.ndarray:
@@ -335,17 +294,13 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         raise DataCorruptError(f"{path} is not an idx file (magic number {magic} expected)")
     shape = tuple(int(size) for size in np.frombuffer(data, ">u4", count=ndim, offset=4))
     if len(data) - header != math.prod(shape):
-        raise DataCorruptError(
-            f"{path} is truncated or overlong: its header promises {shape} = "
-            f"{math.prod(shape)} bytes of data, it holds {len(data) - header}"
-        )
+        raise DataCorruptError(f"{path} is truncated or overlong: its header promises {shape} = "
+                               f"{math.prod(shape)} bytes of data, it holds {len(data) - header}")
     # copied, because torch wants writable memory and `data` is immutable bytes
     return np.frombuffer(data, np.uint8, offset=header).reshape(shape).copy()
 
 
-# ---------------------------------------------------------------------------------------------
 # One's own data: an .npz of x_train (N, ...), y_train (N,), x_test, y_test and maybe classes
-
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _NPZ_HOW = "save it with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
 
@@ -359,18 +314,16 @@ def _load_npz(path: Path) -> RawData:
     try:
         with np.load(path, allow_pickle=False) as npz:
             if missing := [key for key in _NPZ_KEYS if key not in npz.files]:
-                raise DataCorruptError(
-                    f"{path} has no {', '.join(missing)}; it needs {', '.join(_NPZ_KEYS)} "
-                    f"(classes optional) and holds {', '.join(npz.files) or 'nothing'}"
-                )
+                raise DataCorruptError(f"{path} has no {', '.join(missing)}; it needs "
+                                       f"{', '.join(_NPZ_KEYS)} (classes optional) and holds "
+                                       f"{', '.join(npz.files) or 'nothing'}")
             for key in [key for key in npz.files if key in (*_NPZ_KEYS, "classes")]:
                 a[key] = npz[key]
     except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         if isinstance(e, ValueError) and "allow_pickle" in str(e):
-            raise DataCorruptError(
-                f"{path}: {key} is an object array; loading it would unpickle, which can run "
-                "code, so it is refused (allow_pickle=False). Save plain numbers (names as str)"
-            ) from None
+            raise DataCorruptError(f"{path}: {key} is an object array; loading it would unpickle, "
+                                   "which can run code, so it is refused (allow_pickle=False). "
+                                   "Save plain numbers (names as str)") from None
         raise DataCorruptError(f"{path} is damaged ({_one_line(e)}); {_NPZ_HOW}") from e
 
     def bad(problem: str) -> DataCorruptError:
@@ -411,20 +364,11 @@ def _load_npz(path: Path) -> RawData:
         x = x[:, None] if x.ndim == 3 else x  # (N, H, W): one-channel images, like MNIST's
         return torch.from_numpy(x.astype(x.dtype.newbyteorder("="), copy=False))
 
-    return RawData(
-        name=path.stem,
-        classes=classes,
-        train_images=tensor(x_train),
-        train_labels=torch.from_numpy(a["y_train"].astype(np.int64)),
-        test_images=tensor(x_test),
-        test_labels=torch.from_numpy(a["y_test"].astype(np.int64)),
-    )
+    y_train, y_test = (torch.from_numpy(a[key].astype(np.int64)) for key in ("y_train", "y_test"))
+    return RawData(path.stem, classes, tensor(x_train), y_train, tensor(x_test), y_test)
 
 
-# ---------------------------------------------------------------------------------------------
-# Preparation for training
-
-
+# Preparation for training: splits, preprocessing, batches, augmentation
 @dataclass
 class Prepared:
     """Float tensors on the training device: x = (features - mean) / std (uint8 ones / 255),
@@ -442,28 +386,19 @@ class Prepared:
     std: torch.Tensor
 
 
-def prepare(
-    raw: RawData,
-    val_size: int = 1000,
-    preprocess: str = "standardize",
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype = torch.float32,
-    limit: int | None = None,
-) -> Prepared:
+def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize", seed: int = 0,
+            device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+            limit: int | None = None) -> Prepared:
     """Split `val_size` random training examples off for validation, keep at most `limit` of
-    the rest for training, and preprocess all splits with statistics of the training split:
-
-    none: x as is (uint8: x / 255);  center: minus the mean example;  standardize: mean and std
-    per channel of images (N, C, H, W), else per feature.
-    """
+    the rest for training, and preprocess all splits with statistics of the training split.
+    none: x as is (uint8: x / 255); center: minus the mean example; standardize: mean and std per
+    channel of images (N, C, H, W), else per feature."""
     if preprocess not in PREPROCESS:
         raise ValueError(f"unknown preprocessing {preprocess!r}; choose one of {PREPROCESS}")
     n = len(raw.train_labels)
     if not 0 <= val_size < n:
-        raise DataError(
-            f"validation size {val_size} must be at least 0 and below the {n} training images"
-        )
+        raise DataError(f"validation size {val_size} must be at least 0 and below the {n} "
+                        "training images")
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, got {limit}")
 
@@ -494,27 +429,19 @@ def prepare(
         return x.sub_(mean).div_(std)
 
     return Prepared(
-        classes=list(raw.classes),
-        image_shape=tuple(raw.train_images.shape[1:]),
-        train_x=normalize(train_x),
-        train_y=raw.train_labels[train_idx].to(device),
+        classes=list(raw.classes), image_shape=tuple(raw.train_images.shape[1:]),
+        train_x=normalize(train_x), train_y=raw.train_labels[train_idx].to(device),
         val_x=normalize(to_unit(raw.train_images[val_idx])),
         val_y=raw.train_labels[val_idx].to(device),
-        test_x=normalize(to_unit(raw.test_images)),
-        test_y=raw.test_labels.to(device),
-        mean=mean,
-        std=std,
-    )
+        test_x=normalize(to_unit(raw.test_images)), test_y=raw.test_labels.to(device),
+        mean=mean, std=std)
 
 
-def batch_indices(
-    n: int, batch_size: int, generator: torch.Generator, device: str | torch.device | None = None
-) -> list[torch.Tensor]:
-    """A random order of range(n) cut into batches; the last one may be smaller.
-
-    The order is drawn where `generator` lives (so a CPU generator also serves a GPU run),
-    then moved to `device` (default: the generator's).
-    """
+def batch_indices(n: int, batch_size: int, generator: torch.Generator,
+                  device: str | torch.device | None = None) -> list[torch.Tensor]:
+    """A random order of range(n) cut into batches, the last one maybe smaller: drawn where
+    `generator` lives (so a CPU generator also serves a GPU run), then moved to `device` (default:
+    the generator's)."""
     if batch_size < 1:
         raise ValueError(f"batch size must be at least 1, got {batch_size}")
     order = torch.randperm(n, generator=generator, device=generator.device)
@@ -523,11 +450,9 @@ def batch_indices(
 
 def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Flip each image of the batch x (N, C, H, W) left-right with probability 1/2 and cut it at
-    a random offset out of its zero-padded version, all images at once on x's device.
-
-    Zero is the mean after centering/standardizing, so padding is with average pixels.
-    Random numbers come from `generator` alone (on the CPU or on x's device).
-    """
+    a random offset out of its zero-padded version, all images at once on x's device. Zero is the
+    mean after centering/standardizing, so padding is with average pixels. Random numbers come
+    from `generator` alone (on the CPU or on x's device)."""
     if pad < 0:
         raise ValueError(f"pad must be at least 0, got {pad}")
     n, c, h, w = x.shape
@@ -542,6 +467,5 @@ def augment(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.
     cols = torch.where(flip, w + 2 * pad - 1 - dx - k, dx + k)  # (n, w)
     padded = F.pad(x, (pad, pad, pad, pad))
     i, ch = torch.arange(n, device=x.device), torch.arange(c, device=x.device)
-    return padded[
-        i[:, None, None, None], ch[:, None, None], rows[:, None, :, None], cols[:, None, None]
-    ]
+    return padded[i[:, None, None, None], ch[:, None, None], rows[:, None, :, None],
+                  cols[:, None, None]]

@@ -15,43 +15,34 @@ def append_ones(x: Tensor) -> Tensor:
     return torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
 
 
-def _small_init(layer: nn.Linear, std: float) -> None:
-    # Small weights make every score near 0 at initialisation, which is what the lecture's
-    # sanity checks rely on: SVM loss ~ C - 1, cross-entropy ~ log C.
+def _small_init(layer: nn.Module, std: float) -> None:
+    # Every score near 0 at first, as the lecture's sanity checks expect: SVM ~ C - 1, CE ~ log C
     nn.init.normal_(layer.weight, mean=0.0, std=std)
     if layer.bias is not None:
         nn.init.zeros_(layer.bias)
 
 
 class LinearClassifier(nn.Module):
-    """``f(x, W) = Wx + b``: one score per class, ``weight`` of shape (C, D), ``bias`` (C,).
-
-    ``forward`` takes vectors (N, D) or images (N, channels, H, W), which it flattens.
-    """
+    """``f(x, W) = Wx + b``: ``weight`` (C, D), ``bias`` (C,); takes (N, D) or flattens images."""
 
     def __init__(self, in_features: int, num_classes: int, bias: bool = True,
                  init_std: float = 1e-3) -> None:
         super().__init__()
         if in_features < 1 or num_classes < 1:
             raise ValueError("in_features and num_classes must be positive")
-        self.in_features, self.num_classes = in_features, num_classes
+        self.in_features, self.num_classes, self.init_std = in_features, num_classes, init_std
         self.weight = nn.Parameter(torch.empty(num_classes, in_features))
         self.bias = nn.Parameter(torch.empty(num_classes)) if bias else None
-        self.init_std = init_std
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        nn.init.normal_(self.weight, mean=0.0, std=self.init_std)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        _small_init(self, self.init_std)
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.flatten(1)
         if x.shape[1] != self.in_features:
-            raise ValueError(
-                f"expected {self.in_features} features per example, got {x.shape[1]} "
-                f"(input shape {tuple(x.shape)})"
-            )
+            raise ValueError(f"expected {self.in_features} features per example, got "
+                             f"{x.shape[1]} (input shape {tuple(x.shape)})")
         s = x @ self.weight.T
         return s if self.bias is None else s + self.bias
 
@@ -65,10 +56,9 @@ class LinearClassifier(nn.Module):
         if math.prod(shape) != self.in_features:
             raise ValueError(f"shape {tuple(shape)} does not hold {self.in_features} weights")
         w = self.weight.detach().flatten(1)
-        lo = w.amin(1, keepdim=True)
-        span = w.amax(1, keepdim=True) - lo
+        lo, hi = w.amin(1, keepdim=True), w.amax(1, keepdim=True)
         # A constant row has no contrast to show; map it to mid-grey rather than divide by 0.
-        img = torch.where(span > 0, (w - lo) / span.clamp(min=1e-30), torch.full_like(w, 0.5))
+        img = torch.where(hi > lo, (w - lo) / (hi - lo).clamp(min=1e-30), torch.full_like(w, 0.5))
         return img.reshape(self.num_classes, *shape)
 
     def extra_repr(self) -> str:
@@ -89,10 +79,8 @@ class SigmoidMLP(nn.Module):
         sizes = [in_features, *hidden_sizes]
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.out = nn.Linear(sizes[-1], num_classes)
-        for layer in self.hidden:
-            # A 1/sqrt(fan-in) scale keeps sigmoid units out of saturation at the start.
-            std = init_std if init_std is not None else math.sqrt(1.0 / layer.in_features)
-            _small_init(layer, std)
+        for layer in self.hidden:  # 1/sqrt(fan-in): sigmoid units start out of saturation
+            _small_init(layer, math.sqrt(1.0 / layer.in_features) if init_std is None else init_std)
         _small_init(self.out, 1e-3)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -1,15 +1,8 @@
-"""Finding the best weights as a search problem, without gradients.
-
-The lecture lists three classes of methods for ``min_W L(W)``: random search, genetic algorithms
-(population-based search) and gradient-based optimization. This module holds the first two, for
-the linear classifier ``s = W x`` with the bias trick (``W`` of shape ``(C, D+1)``, inputs
-``x1 = append_ones(x)`` of shape ``(N, D+1)``).
-
-Each method scores a whole population of ``P`` candidate matrices at once: one matrix product
-gives the ``(N, P, C)`` scores of every candidate, and one call of a lintorch loss gives the
-``P`` data losses. ``budget`` counts loss evaluations (one candidate ``W`` on the whole data set
-is one evaluation), so the methods can be compared with gradient descent at equal cost.
-"""
+"""Finding the best weights without gradients: the lecture's random search and genetic algorithm
+for the linear classifier ``s = W x`` with the bias trick (``W`` (C, D+1), ``x1 = append_ones(x)``
+(N, D+1)). One matrix product scores all P candidates, ``(N, P, C)``, one loss call gives their
+P data losses. ``budget`` counts loss evaluations (one candidate on the whole data set is one),
+so the methods compare with gradient descent at equal cost."""
 
 from __future__ import annotations
 
@@ -28,23 +21,19 @@ CROSSOVERS = ("uniform", "row", "none")
 SELECTIONS = ("tournament", "truncation")
 # The lecture's starting point for local search: small random weights, so every score is near 0.
 INIT_SCALE = 1e-3
+# Three entrants per tournament: moderate selection pressure, so good candidates breed often
+# yet a middling one still wins sometimes, which keeps the population diverse.
+TOURNAMENT_SIZE = 3
 
 
 @dataclass
 class SearchResult:
-    """The best weights found, their loss, and how the search got there.
-
-    ``history`` holds ``(loss evaluations used so far, best loss, accuracy of the best)`` after
-    each step, measured on the search data.
-    """
+    """The best weights found, their loss, and ``history``: ``(loss evaluations used so far,
+    best loss, accuracy of the best)`` after each step, measured on the search data."""
 
     weight: Tensor
     loss: float
     history: list[tuple[int, float, float]] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------------------------
-# Scoring a population: one matrix product, one loss call (lintorch/stacked.py).
 
 
 def _data_loss(scores: Tensor, y: Tensor, loss: str) -> Tensor:
@@ -54,26 +43,20 @@ def _data_loss(scores: Tensor, y: Tensor, loss: str) -> Tensor:
 
 
 def population_loss(W: Tensor, x1: Tensor, y: Tensor, loss: str = "softmax") -> Tensor:
-    """Mean data loss of each candidate: ``W (P, C, D+1)``, ``x1 (N, D+1)`` -> ``(P,)``.
-
-    ``loss`` is ``"svm"`` (multiclass hinge) or ``"softmax"`` (cross-entropy).
-    """
-    _check_loss(loss)
+    """Mean data loss of each candidate: ``W (P, C, D+1)``, ``x1 (N, D+1)`` -> ``(P,)``;
+    ``loss`` is ``"svm"`` (multiclass hinge) or ``"softmax"`` (cross-entropy)."""
+    _check_choice("loss", loss, _LOSSES)
     _check_data(x1, y)
     if W.dim() != 3 or W.shape[2] != x1.shape[1]:
-        raise ValueError(
-            f"W must be (P, C, D+1) = (P, C, {x1.shape[1]}) to match x1, got {tuple(W.shape)}"
-        )
+        raise ValueError(f"W must be (P, C, D+1) = (P, C, {x1.shape[1]}) to match x1, "
+                         f"got {tuple(W.shape)}")
     _check_data(x1, y, num_classes=W.shape[1])
     return _data_loss(stacked.scores(W, x1), y, loss)
 
 
 class _Evaluator:
-    """Scores candidates against the budget and remembers the best one seen.
-
-    Every method spends its budget through ``__call__``, so the count in ``history`` is exactly
-    the number of candidates evaluated, and the best loss there can only go down.
-    """
+    """Scores candidates against the budget, keeps the best one seen and logs each step, so the
+    count in ``history`` is exactly the candidates evaluated and its best loss only goes down."""
 
     def __init__(self, x1: Tensor, y: Tensor, loss: str, budget: int) -> None:
         self.x1, self.y, self.loss = x1, y, loss
@@ -87,7 +70,7 @@ class _Evaluator:
         return self.budget - self.used
 
     def __call__(self, W: Tensor) -> Tensor:
-        """Losses ``(P,)`` of the candidates ``W (P, C, D+1)``; costs P evaluations."""
+        """Losses ``(P,)`` of the candidates ``W (P, C, D+1)``: P evaluations, one step."""
         if W.shape[0] > self.left:
             raise RuntimeError("search asked for more evaluations than its budget")  # a bug
         scores = stacked.scores(W, self.x1)
@@ -96,25 +79,18 @@ class _Evaluator:
         best = int(losses.argmin())
         best_loss = float(losses[best])
         if best_loss < self.best_loss:
-            self.best_weight = W[best].clone()
-            self.best_loss = best_loss
+            self.best_weight, self.best_loss = W[best].clone(), best_loss
             self.best_acc = float(stacked.correct(scores[:, best:best + 1], self.y)) / len(self.y)
-        return losses
-
-    def log_step(self) -> None:
         self.history.append((self.used, self.best_loss, self.best_acc))
+        return losses
 
     def result(self) -> SearchResult:
         return SearchResult(self.best_weight, self.best_loss, self.history)
 
 
-# ---------------------------------------------------------------------------------------------
-# Argument checks: one clear message each.
-
-
-def _check_loss(loss: str) -> None:
-    if loss not in _LOSSES:
-        raise ValueError(f"loss must be one of {tuple(_LOSSES)}, got {loss!r}")
+def _check_choice(name: str, value: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
 
 
 def _check_data(x1: Tensor, y: Tensor, num_classes: int | None = None) -> None:
@@ -130,55 +106,37 @@ def _check_data(x1: Tensor, y: Tensor, num_classes: int | None = None) -> None:
 
 
 def _check_common(x1: Tensor, y: Tensor, num_classes: int, budget: int, loss: str,
-                  population: int, generator: torch.Generator | None) -> None:
-    _check_loss(loss)
+                  population: int, generator: torch.Generator | None, **positive: float) -> None:
+    """The checks every method shares; ``positive`` names its step sizes and scales."""
+    _check_choice("loss", loss, _LOSSES)
     _check_data(x1, y, num_classes)
-    if budget < 1:
-        raise ValueError(f"budget (loss evaluations) must be at least 1, got {budget}")
-    if population < 1:
-        raise ValueError(f"population must be at least 1, got {population}")
+    for name, value in (("budget (loss evaluations)", budget), ("population", population)):
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
     if generator is not None and generator.device.type != x1.device.type:
-        raise ValueError(
-            f"generator is on {generator.device} but the data is on {x1.device}; "
-            f"use torch.Generator(device=x1.device)"
-        )
-
-
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+        raise ValueError(f"generator is on {generator.device} but the data is on {x1.device}; "
+                         "use torch.Generator(device=x1.device)")
+    for name, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
 
 
 def _randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:
-    """Standard normal noise on the data's device and dtype, from ``generator``."""
     return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
-
-
-# ---------------------------------------------------------------------------------------------
-# Strategy 1: random search.
 
 
 def random_search(x1: Tensor, y: Tensor, num_classes: int, budget: int, loss: str = "softmax",
                   population: int = 100, scale: float = 1e-3,
                   generator: torch.Generator | None = None) -> SearchResult:
-    """Try ``budget`` random weights ``W ~ scale * N(0, 1)`` and keep the best.
-
-    Each step draws ``population`` independent candidates and scores them in one batch; the
-    candidates never build on each other, which is why this is the lecture's baseline.
-    """
-    _check_common(x1, y, num_classes, budget, loss, population, generator)
-    _check_positive("scale", scale)
+    """Try ``budget`` random weights ``W ~ scale * N(0, 1)`` and keep the best. Each step scores
+    ``population`` independent candidates in one batch; they never build on each other, which
+    is why this is the lecture's baseline."""
+    _check_common(x1, y, num_classes, budget, loss, population, generator, scale=scale)
     evaluate = _Evaluator(x1, y, loss, budget)
-    shape = (num_classes, x1.shape[1])
     while evaluate.left > 0:
         p = min(population, evaluate.left)
-        evaluate(scale * _randn((p, *shape), x1, generator))
-        evaluate.log_step()
+        evaluate(scale * _randn((p, num_classes, x1.shape[1]), x1, generator))
     return evaluate.result()
-
-
-# ---------------------------------------------------------------------------------------------
-# Strategy 2: random local search.
 
 
 def random_local_search(x1: Tensor, y: Tensor, num_classes: int, budget: int,
@@ -186,71 +144,47 @@ def random_local_search(x1: Tensor, y: Tensor, num_classes: int, budget: int,
                         generator: torch.Generator | None = None,
                         init: Tensor | None = None) -> SearchResult:
     """From the current ``W``, try ``W + step_size * N(0, 1)`` and move only if the loss drops.
-
     Each step tries ``population`` perturbations at once and moves to the best of them. The
-    first evaluation is the starting point, ``init`` or ``1e-3 * N(0, 1)`` as in the notes.
-    """
-    _check_common(x1, y, num_classes, budget, loss, population, generator)
-    _check_positive("step_size", step_size)
+    first evaluation is the starting point, ``init`` or ``1e-3 * N(0, 1)`` as in the notes."""
+    _check_common(x1, y, num_classes, budget, loss, population, generator, step_size=step_size)
     shape = (num_classes, x1.shape[1])
-    if init is None:
-        W = INIT_SCALE * _randn(shape, x1, generator)
-    elif tuple(init.shape) != shape:
+    if init is not None and tuple(init.shape) != shape:
         raise ValueError(f"init must have shape (C, D+1) = {shape}, got {tuple(init.shape)}")
-    else:
-        W = init.detach().to(device=x1.device, dtype=x1.dtype)
-
+    W = (INIT_SCALE * _randn(shape, x1, generator) if init is None
+         else init.detach().to(device=x1.device, dtype=x1.dtype))
     evaluate = _Evaluator(x1, y, loss, budget)
     evaluate(W.unsqueeze(0))
-    evaluate.log_step()
     while evaluate.left > 0:
         p = min(population, evaluate.left)
         evaluate(W + step_size * _randn((p, *shape), x1, generator))
         # The evaluator keeps the best candidate only if it beat every earlier one, which is
         # exactly the "move if it lowers the loss" rule: the current W is always the best so far.
         W = evaluate.best_weight
-        evaluate.log_step()
     return evaluate.result()
-
-
-# ---------------------------------------------------------------------------------------------
-# Strategy 3: a genetic algorithm (population-based search).
-
-# Three entrants per tournament: moderate selection pressure, so good candidates breed often
-# yet a middling one still wins sometimes, which keeps the population diverse.
-TOURNAMENT_SIZE = 3
 
 
 def _select_parents(losses: Tensor, count: int, selection: str, elite: int,
                     generator: torch.Generator | None) -> Tensor:
     """Indices ``(count, 2)`` of two parents for each child; low loss means high fitness.
-
     Tournament: each parent is the fittest of ``TOURNAMENT_SIZE`` individuals drawn at random.
-    Truncation: parents are drawn uniformly from the ``elite`` fittest.
-    """
-    p = losses.shape[0]
+    Truncation: parents are drawn uniformly from the ``elite`` fittest."""
     if selection == "truncation":
-        pool = losses.argsort()[:elite]
         pick = torch.randint(elite, (count, 2), generator=generator, device=losses.device)
-        return pool[pick]
-    entrants = torch.randint(p, (count, 2, TOURNAMENT_SIZE), generator=generator,
+        return losses.argsort()[:elite][pick]
+    entrants = torch.randint(losses.shape[0], (count, 2, TOURNAMENT_SIZE), generator=generator,
                              device=losses.device)
-    winner = losses[entrants].argmin(-1, keepdim=True)
-    return entrants.gather(-1, winner).squeeze(-1)
+    return entrants.gather(-1, losses[entrants].argmin(-1, keepdim=True)).squeeze(-1)
 
 
 def _crossover(a: Tensor, b: Tensor, crossover: str, generator: torch.Generator | None) -> Tensor:
-    """Children of parents ``a, b`` (both ``(K, C, D+1)``).
-
-    ``uniform``: each weight comes from either parent with probability 1/2 (per-entry mask).
-    ``row``: each class template (row of W) comes whole from one parent.
-    ``none``: the child is a copy of the first parent (mutation only).
-    """
+    """Children of parents ``a, b`` (both ``(K, C, D+1)``). ``uniform``: each weight comes from
+    either parent with probability 1/2; ``row``: each class template (row of W) comes whole from
+    one parent; ``none``: the child is a copy of the first parent (mutation only)."""
     if crossover == "none":
         return a.clone()
     k, c, d = a.shape
-    mask_shape = (k, c, d) if crossover == "uniform" else (k, c, 1)
-    mask = torch.rand(mask_shape, generator=generator, device=a.device) < 0.5
+    mask = torch.rand((k, c, d if crossover == "uniform" else 1), generator=generator,
+                      device=a.device) < 0.5
     return torch.where(mask, a, b)
 
 
@@ -258,31 +192,23 @@ def genetic_algorithm(x1: Tensor, y: Tensor, num_classes: int, budget: int, loss
                       population: int = 100, elite: int = 10, mutation_std: float = 1e-3,
                       crossover: str = "uniform", generator: torch.Generator | None = None,
                       selection: str = "tournament") -> SearchResult:
-    """Evolve ``population`` weight matrices: select, cross over, mutate, repeat.
-
-    Generation 0 is ``mutation_std * N(0, 1)``. Each later generation keeps the ``elite`` best
-    unchanged (their losses are known, so they cost no evaluations) and fills the rest with
-    children: two parents chosen by ``selection`` ("tournament" or "truncation"), combined by
-    ``crossover`` ("uniform", "row" or "none"), plus Gaussian mutation ``mutation_std * N(0, 1)``.
-    All children of a generation are scored in one batch. The last generation is cut short if
-    the budget runs out.
-    """
-    _check_common(x1, y, num_classes, budget, loss, population, generator)
-    _check_positive("mutation_std", mutation_std)
+    """Evolve ``population`` weight matrices: select, cross over, mutate, repeat. Generation 0 is
+    ``mutation_std * N(0, 1)``. Each later generation keeps the ``elite`` best unchanged (their
+    losses are known, so they cost no evaluations) and fills the rest with children: two parents
+    chosen by ``selection`` ("tournament" or "truncation"), combined by ``crossover`` ("uniform",
+    "row" or "none"), plus Gaussian mutation ``mutation_std * N(0, 1)``. All children of a
+    generation are scored in one batch; the last one is cut short if the budget runs out."""
+    _check_common(x1, y, num_classes, budget, loss, population, generator,
+                  mutation_std=mutation_std)
     if not 0 <= elite < population:
         raise ValueError(f"elite must be in [0, population) = [0, {population}), got {elite}")
-    if crossover not in CROSSOVERS:
-        raise ValueError(f"crossover must be one of {CROSSOVERS}, got {crossover!r}")
-    if selection not in SELECTIONS:
-        raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
+    _check_choice("crossover", crossover, CROSSOVERS)
+    _check_choice("selection", selection, SELECTIONS)
     if selection == "truncation" and elite < 1:
         raise ValueError("truncation selection draws parents from the elite: elite must be >= 1")
-
     evaluate = _Evaluator(x1, y, loss, budget)
-    shape = (num_classes, x1.shape[1])
-    pop = mutation_std * _randn((min(population, budget), *shape), x1, generator)
+    pop = mutation_std * _randn((min(population, budget), num_classes, x1.shape[1]), x1, generator)
     losses = evaluate(pop)
-    evaluate.log_step()
     while evaluate.left > 0:
         keep = losses.argsort()[:elite]
         count = min(population - elite, evaluate.left)
@@ -291,5 +217,4 @@ def genetic_algorithm(x1: Tensor, y: Tensor, num_classes: int, budget: int, loss
         children += mutation_std * _randn(children.shape, x1, generator)
         pop = torch.cat([pop[keep], children])
         losses = torch.cat([losses[keep], evaluate(children)])
-        evaluate.log_step()
     return evaluate.result()
