@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import board, cli, data, stacked, train
+from . import board, cli, data, distributed, stacked, train
 from .cuda_graph import GraphedStep
 from .models import LinearClassifier
 
@@ -197,11 +197,13 @@ class Totals:
 
 @dataclass
 class Sweep:
-    """Everything one sweep holds."""
+    """Everything one sweep holds. Under torchrun each process trains the grid models
+    ``mine`` (every size-th one), and every process keeps every model's history."""
 
     cfgs: list[train.TrainConfig]
     lrs: list[float]
     regs: list[float]
+    world: distributed.World
     device: torch.device
     data: data.Prepared
     stack: Stack
@@ -220,6 +222,10 @@ class Sweep:
     @property
     def cfg(self) -> train.TrainConfig:
         return self.cfgs[0]
+
+    @property
+    def quiet(self) -> bool:
+        return self.cfg.quiet or not self.world.main
 
 
 def run(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | None = None) -> dict:
@@ -242,9 +248,8 @@ def train_sweep(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | 
     sw = start(config, lrs, regs, prepared)
     try:
         for epoch in range(1, sw.cfg.epochs + 1):
-            if not sw.stack.ids:
+            if not train_epoch(sw, epoch):
                 break
-            train_epoch(sw, epoch)
         train_time_s = time.perf_counter() - t_start - sw.data_load_s
         return finish(sw, train_time_s, time.perf_counter() - t_start)
     finally:
@@ -253,38 +258,41 @@ def train_sweep(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | 
 
 
 def start(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | None) -> Sweep:
-    """Data, the K models stacked with fit's initial weights, the sweep folder."""
+    """Data, the models stacked with fit's initial weights, the sweep folder."""
     lrs, regs = check_grid(lrs, regs)
     cfgs = grid_configs(config, lrs, regs)
     cfg, K = cfgs[0], len(cfgs)
-    device = cli.pick_device(cfg.device)
+    world, device = distributed.join(cfg.device)
     t0 = time.perf_counter()
-    d, source = train.load_data(cfg, device) if prepared is None else (prepared, "in-memory data")
+    d, source = (world.first_on_each_node(lambda: train.load_data(cfg, device))
+                 if prepared is None else (prepared, "in-memory data"))
     data_load_s = time.perf_counter() - t0
 
     # Every model starts from the weights fit() would draw for it: the same seed, the same model.
     torch.manual_seed(cfg.seed)
     init = train.build_model(cfg, math.prod(d.image_shape), len(d.classes))
-    init = init.to(device=device, dtype=getattr(torch, cfg.dtype))
-    stack = Stack(init.weight.detach().expand(K, -1, -1).clone(),
-                  init.bias.detach().expand(K, -1).clone(), [c.reg for c in cfgs], list(range(K)))
+    W, b = (p.detach().to(device, getattr(torch, cfg.dtype)) for p in (init.weight, init.bias))
+    mine = list(range(K))[world.rank::world.size]
+    stack = Stack(W.expand(len(mine), -1, -1).clone(), b.expand(len(mine), -1).clone(),
+                  [cfgs[k].reg for k in mine], mine)
     name = cfg.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+    sweep_dir = world.from_main(str(cli.unique_dir(cfg.logdir, name)) if world.main else None)
     names = [model_name(c.lr, c.reg) for c in cfgs]
-    sw = Sweep(cfgs, lrs, regs, device, d, stack, train.data_loss_fn(cfg.loss, cfg.impl, "none"),
-               cli.unique_dir(cfg.logdir, name), names, data_load_s,
-               histories=[[] for _ in cfgs], diverged=[None] * K,
-               final_W=stack.W.detach().clone(), final_b=stack.b.detach().clone())
-    if cfg.tensorboard:
+    sw = Sweep(cfgs, lrs, regs, world, device, d, stack,
+               train.data_loss_fn(cfg.loss, cfg.impl, "none"), Path(sweep_dir), names,
+               data_load_s, histories=[[] for _ in cfgs], diverged=[None] * K,
+               final_W=W.expand(K, -1, -1).clone(), final_b=b.expand(K, -1).clone())
+    if cfg.tensorboard and world.main:
         sw.writers = open_writers(cfgs, sw.sweep_dir, names)
     # On a GPU each step is replayed from a CUDA graph, as in fit, captured again only when
     # models drop out (the stack's tensors are new then).
     if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment:
         sw.graphed = GraphedStep(lambda idx: sweep_step(sw, idx), cfg.batch_size, device)
-    cli.say(cfg.quiet, f"{source}: {d.train_x.shape[0]} train / {d.val_x.shape[0]} val / "
-                       f"{d.test_x.shape[0]} test examples, loaded in {data_load_s:.2f}s; {K} "
-                       f"linear models ({len(lrs)} lr x {len(regs)} reg), {cfg.loss} loss "
-                       f"({cfg.impl}), "
-                       f"device {device}; sweep folder {sw.sweep_dir}")
+    processes = f" x {world.size} processes" if world.size > 1 else ""
+    cli.say(sw.quiet, f"{source}: {d.train_x.shape[0]} train / {d.val_x.shape[0]} val / "
+                      f"{d.test_x.shape[0]} test examples, loaded in {data_load_s:.2f}s; {K} "
+                      f"linear models ({len(lrs)} lr x {len(regs)} reg), {cfg.loss} loss "
+                      f"({cfg.impl}), device {device}{processes}; sweep folder {sw.sweep_dir}")
     return sw
 
 
@@ -298,50 +306,65 @@ def sweep_step(sw: Sweep, idx: Tensor, gen: torch.Generator | None = None) -> Te
     return sw.totals.add(L, R, s, y)
 
 
-def train_epoch(sw: Sweep, epoch: int) -> None:
+def train_epoch(sw: Sweep, epoch: int) -> int:
     """One pass over the training split for every model; then drop those that diverged and
-    evaluate the others on the validation split."""
+    evaluate the others on the validation split. Returns how many models still train."""
     cfg, d, stack = sw.cfg, sw.data, sw.stack
     t_epoch = time.perf_counter()
     lrs = [train.lr_at(c, epoch) for c in sw.cfgs]
-    stack.lr.copy_(torch.tensor([lrs[k] for k in stack.ids], dtype=torch.float64))
-    if sw.totals is None or len(sw.totals.loss) != len(stack.ids):
-        sw.totals = Totals(len(stack.ids), sw.device)
-    sw.totals.reset()
-    start_W, start_b = stack.W.detach().clone(), stack.b.detach().clone()
-    gen = train.epoch_generator(cfg.seed, epoch, sw.device)
-    n = d.train_x.shape[0]
-    batches = data.batch_indices(n, cfg.batch_size, gen, sw.device)
-    desc = f"epoch {epoch}/{cfg.epochs}, {len(stack.ids)} models"
-    for idx in cli.progress(batches, len(batches), desc, cfg.quiet):
-        sweep_step(sw, idx, gen) if sw.graphed is None else sw.graphed(idx, key=tuple(stack.ids))
+    rows, diverged = {}, {}
+    if stack.ids:
+        stack.lr.copy_(torch.tensor([lrs[k] for k in stack.ids], dtype=torch.float64))
+        if sw.totals is None or len(sw.totals.loss) != len(stack.ids):
+            sw.totals = Totals(len(stack.ids), sw.device)
+        sw.totals.reset()
+        start_W, start_b = stack.W.detach().clone(), stack.b.detach().clone()
+        gen = train.epoch_generator(cfg.seed, epoch, sw.device)
+        n = d.train_x.shape[0]
+        batches = data.batch_indices(n, cfg.batch_size, gen, sw.device)
+        desc = f"epoch {epoch}/{cfg.epochs}, {len(stack.ids)} models"
+        for idx in cli.progress(batches, len(batches), desc, sw.quiet):
+            if sw.graphed is None:
+                sweep_step(sw, idx, gen)
+            else:
+                sw.graphed(idx, key=tuple(stack.ids))
 
-    # Once per epoch the host reads what happened: drop the models that diverged.
-    totals, bad_steps = sw.totals, sw.totals.first_bad.tolist()
-    good = [j for j, step in enumerate(bad_steps) if step < 0]
-    for j, k in enumerate(stack.ids):
-        if bad_steps[j] >= 0:
-            sw.diverged[k] = {"epoch": epoch, "step": bad_steps[j]}
-            sw.final_W[k], sw.final_b[k] = start_W[j], start_b[j]
-    sums = torch.stack([totals.loss, totals.correct.double(), totals.penalty])[:, good]
-    if len(good) < len(bad_steps):
-        stack.keep(good)
-    if not stack.ids:
-        return
-    val_loss, val_acc = evaluate_stack(stack.W, stack.b, d.val_x, d.val_y, sw.per_example_loss)
-    stats = torch.cat([sums / n, torch.stack([val_loss, val_acc])]).cpu().tolist()
-    epoch_time = time.perf_counter() - t_epoch
-    for j, k in enumerate(stack.ids):
-        row = {"epoch": epoch, "train_loss": stats[0][j], "train_accuracy": stats[1][j],
-               "val_loss": stats[3][j], "val_accuracy": stats[4][j], "lr": lrs[k],
-               "penalty": stats[2][j], "epoch_time_s": epoch_time}
-        sw.histories[k].append(row)
-        if sw.writers is not None:
-            log_epoch(sw.writers[k], row)
-    j = max(range(len(stack.ids)), key=lambda j: stats[4][j])
-    cli.say(cfg.quiet, f"epoch {epoch:3d}/{cfg.epochs} | best val acc {100 * stats[4][j]:6.2f}% "
-                       f"({sw.names[stack.ids[j]]}) | {len(stack.ids)}/{len(sw.cfgs)} models "
-                       f"training | {epoch_time:.2f}s")
+        # Once per epoch the host reads what happened: drop the models that diverged.
+        totals, bad_steps = sw.totals, sw.totals.first_bad.tolist()
+        good = [j for j, step in enumerate(bad_steps) if step < 0]
+        for j, k in enumerate(stack.ids):
+            if bad_steps[j] >= 0:
+                diverged[k] = {"epoch": epoch, "step": bad_steps[j]}
+                sw.final_W[k], sw.final_b[k] = start_W[j], start_b[j]
+        sums = torch.stack([totals.loss, totals.correct.double(), totals.penalty])[:, good]
+        if len(good) < len(bad_steps):
+            stack.keep(good)
+    if stack.ids:
+        val_loss, val_acc = evaluate_stack(stack.W, stack.b, d.val_x, d.val_y,
+                                           sw.per_example_loss)
+        stats = torch.cat([sums / n, torch.stack([val_loss, val_acc])]).cpu().tolist()
+        for j, k in enumerate(stack.ids):
+            rows[k] = {"epoch": epoch, "train_loss": stats[0][j], "train_accuracy": stats[1][j],
+                       "val_loss": stats[3][j], "val_accuracy": stats[4][j], "lr": lrs[k],
+                       "penalty": stats[2][j], "epoch_time_s": time.perf_counter() - t_epoch}
+
+    # Every process learns every model's epoch (under torchrun); process 0 shows it.
+    for mine_rows, mine_diverged in sw.world.gather((rows, diverged)):
+        for k, row in mine_rows.items():
+            sw.histories[k].append(row)
+            if sw.writers is not None:
+                log_epoch(sw.writers[k], row)
+        for k, where in mine_diverged.items():
+            sw.diverged[k] = where
+    training = [k for k in range(len(sw.cfgs)) if sw.histories[k]
+                and sw.histories[k][-1]["epoch"] == epoch]
+    if training:
+        best = max(training, key=lambda k: sw.histories[k][-1]["val_accuracy"])
+        cli.say(sw.quiet, f"epoch {epoch:3d}/{cfg.epochs} | best val acc "
+                          f"{100 * sw.histories[best][-1]['val_accuracy']:6.2f}% "
+                          f"({sw.names[best]}) | {len(training)}/{len(sw.cfgs)} models training "
+                          f"| {time.perf_counter() - t_epoch:.2f}s")
+    return len(training)
 
 
 def finish(sw: Sweep, train_time_s: float, wall_time_s: float
@@ -357,15 +380,22 @@ def finish(sw: Sweep, train_time_s: float, wall_time_s: float
         # history already holds each epoch's training loss and accuracy.
         for split, x, y in [("val", d.val_x, d.val_y), ("test", d.test_x, d.test_y)]:
             loss, acc = evaluate_stack(stack.W, stack.b, x, y, sw.per_example_loss)
-            final[split] = dict(zip(stack.ids, zip(loss.tolist(), acc.tolist())))
+            for k, values in zip(stack.ids, zip(loss.tolist(), acc.tolist())):
+                final.setdefault(k, {})[split] = values
+    mine = list(range(len(sw.cfgs)))[sw.world.rank::sw.world.size]
+    for part in sw.world.gather(
+            [(k, final.get(k), sw.final_W[k].cpu(), sw.final_b[k].cpu()) for k in mine]):
+        for k, values, W, b in part:  # every process's models, on every process
+            final[k] = values
+            sw.final_W[k], sw.final_b[k] = W, b
     models = []
     for k, c in enumerate(sw.cfgs):
         entry = {"lr": c.lr, "reg": c.reg, "name": sw.names[k],
-                 "run_dir": str(sw.sweep_dir / sw.names[k]) if sw.writers is not None else None,
+                 "run_dir": str(sw.sweep_dir / sw.names[k]) if cfg.tensorboard else None,
                  "diverged": sw.diverged[k] is not None, "diverged_at": sw.diverged[k],
                  "history": sw.histories[k]}
         for split in ("val", "test"):
-            loss, acc = final[split][k] if sw.diverged[k] is None else (None, None)
+            loss, acc = final[k][split] if final[k] else (None, None)
             entry[split] = {"loss": loss if loss is not None and math.isfinite(loss) else None,
                             "accuracy": acc}
         models.append(entry)
@@ -376,8 +406,10 @@ def finish(sw: Sweep, train_time_s: float, wall_time_s: float
               "data_load_s": sw.data_load_s, "train_time_s": train_time_s,
               "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
               "torch_version": torch.__version__, "python_version": platform.python_version(),
+              "world_size": sw.world.size, "backend": sw.world.backend,
               "sweep_dir": str(sw.sweep_dir), "wall_time_s": wall_time_s}
-    cli.write_json(sw.sweep_dir / "sweep.json", result)
+    if sw.world.main:
+        cli.write_json(sw.sweep_dir / "sweep.json", result)
     for k, writer in enumerate(sw.writers or []):
         log_final(writer, sw.cfgs[k], models[k])
 
@@ -388,7 +420,7 @@ def finish(sw: Sweep, train_time_s: float, wall_time_s: float
             model.weight.copy_(W)
             model.bias.copy_(b)
         trained.append(model)
-    if not cfg.quiet:
+    if not sw.quiet:
         print(format_table(result))
     return trained, result
 
@@ -518,4 +550,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    distributed.exit(main())

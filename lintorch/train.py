@@ -24,8 +24,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
-from . import board, cli, data, losses
+from . import board, cli, data, distributed, losses
 from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is the API)
     DATASET_DEFAULTS,
     FREE_ON_RESUME,
@@ -182,12 +183,14 @@ class Run:
     """Everything one training run holds."""
 
     cfg: TrainConfig
+    world: distributed.World
     device: torch.device
     data: data.Prepared
-    model: nn.Module
+    model: nn.Module  # net computes its scores: the model itself, or DDP around it
+    net: nn.Module
     optimizer: torch.optim.Optimizer
-    loss_fn: object
-    penalty: object
+    loss_sum: object  # (scores, y) -> sum_i L_i
+    penalty: object  # W -> R(W)
     run_dir: Path
     history: list
     start_epoch: int
@@ -199,7 +202,13 @@ class Run:
     def checkpoint(self) -> Path:
         return self.run_dir / "checkpoint.pt"
 
+    @property
+    def quiet(self) -> bool:
+        return self.cfg.quiet or not self.world.main
+
     def save(self, epoch: int) -> None:
+        if not self.world.main:
+            return
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
@@ -233,21 +242,26 @@ def train_model(config: TrainConfig, prepared: data.Prepared | None = None
 
 
 def start(config: TrainConfig, prepared: data.Prepared | None = None) -> Run:
-    """Data, model, optimizer and run folder of a new run, or of the run a checkpoint holds."""
+    """Data, model, optimizer and run folder of a new run, or of the run a checkpoint holds.
+    Under torchrun: the process group joined, and after a restart the run's last checkpoint."""
+    world, device = distributed.join(config.device)
+    resume = config.resume or distributed.restarted_run(config.logdir, config.run_name)
     checkpoint = None
-    if config.resume:
-        checkpoint = load_checkpoint(config.resume)
-        config = config.resumed_from(checkpoint["config"])
+    if resume:
+        checkpoint = load_checkpoint(resume)
+        config = dataclasses.replace(config, resume=resume).resumed_from(checkpoint["config"])
     cfg = config.resolved()
-    device = cli.pick_device(cfg.device)
-    dtype = getattr(torch, cfg.dtype)
 
     t0 = time.perf_counter()
-    d, source = load_data(cfg, device) if prepared is None else (prepared, "in-memory data")
+    d, source = (world.first_on_each_node(lambda: load_data(cfg, device)) if prepared is None
+                 else (prepared, "in-memory data"))
     data_load_s = time.perf_counter() - t0
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, math.prod(d.image_shape), len(d.classes)).to(device, dtype)
+    model = build_model(cfg, math.prod(d.image_shape), len(d.classes))
+    model = model.to(device, getattr(torch, cfg.dtype))
+    net = model if world.size == 1 else DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     if checkpoint:
         model.load_state_dict(checkpoint["model"])
@@ -255,12 +269,16 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None) -> Run:
         torch.set_rng_state(checkpoint["rng"]["torch"])
         run_dir = Path(cfg.resume).parent
         start_epoch, history = checkpoint["epoch"], checkpoint["history"]
-    else:
-        run_dir = cli.unique_dir(cfg.logdir, cfg.run_name or default_run_name(cfg))
+    else:  # process 0 names the folder, the others take its name
+        name = cfg.run_name or default_run_name(cfg)
+        run_dir = Path(world.from_main(str(cli.unique_dir(cfg.logdir, name)) if world.main
+                                       else None))
+        if world.main:
+            distributed.mark(run_dir)
         start_epoch, history = 0, []
-    run = Run(cfg, device, d, model, optimizer, data_loss_fn(cfg.loss, cfg.impl),
+    run = Run(cfg, world, device, d, model, net, optimizer, data_loss_fn(cfg.loss, cfg.impl, "sum"),
               penalty_fn(cfg.reg_type, cfg.impl), run_dir, history, start_epoch, data_load_s)
-    if cfg.tensorboard:
+    if cfg.tensorboard and world.main:
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step drops what an interrupted run logged after its checkpoint
@@ -270,12 +288,14 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None) -> Run:
     if not run.checkpoint.exists():
         run.save(start_epoch)
     # On a GPU each full batch's step is replayed from a CUDA graph (lintorch/cuda_graph.py);
-    # augmentation draws from the epoch's own generator, which a graph cannot replay.
-    if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment:
+    # augmentation draws from the epoch's own generator, which a graph cannot replay, and under
+    # DDP its all-reduce would have to be captured too (README, Scaling out).
+    if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment and world.size == 1:
         run.graphed = GraphedStep(lambda idx: train_step(run, idx), cfg.batch_size, device)
-    cli.say(cfg.quiet, f"{source}: {d.train_x.shape[0]} train / {d.val_x.shape[0]} val / "
+    cli.say(run.quiet, f"{source}: {d.train_x.shape[0]} train / {d.val_x.shape[0]} val / "
                        f"{d.test_x.shape[0]} test examples, loaded in {data_load_s:.2f}s; "
-                       f"{cfg.model} model, {cfg.loss} loss ({cfg.impl}), device {device}; "
+                       f"{cfg.model} model, {cfg.loss} loss ({cfg.impl}), device {device}"
+                       f"{f' x {world.size} processes' if world.size > 1 else ''}; "
                        f"run folder {run_dir}")
     return run
 
@@ -286,20 +306,23 @@ def train_step(run: Run, idx: Tensor, gen: torch.Generator | None = None) -> Ten
     Returns (data loss, penalty, correct count), left on the device so that the loop never
     waits for the host.
     """
-    cfg, d = run.cfg, run.data
+    cfg, d, world = run.cfg, run.data, run.world
+    mine = world.share(idx)  # under torchrun, this process's share of the batch
     # x[idx] would read better; index_select gathers the same rows and makes a CPU epoch ~15%
     # shorter (Fashion-MNIST and CIFAR-10 sizes, 2-core CPU, measured side by side)
-    x, y = d.train_x.index_select(0, idx), d.train_y.index_select(0, idx)
-    if cfg.augment:
-        x = data.augment(x, gen)
-    scores = run.model(x)
-    L = run.loss_fn(scores, y)
+    x, y = d.train_x.index_select(0, mine), d.train_y.index_select(0, mine)
+    if cfg.augment:  # flips and crops drawn for the whole batch, alike in every process
+        x = world.share(data.augment(d.train_x.index_select(0, idx), gen))
+    scores = run.net(x)
+    # L = (1/B) sum_i L_i over the batch's B examples, as this process's share of the sum;
+    # DDP averages the processes' gradients, so each share counts world.size times below.
+    L = run.loss_sum(scores, y) / len(idx)
     if cfg.reg > 0:
         R = sum(run.penalty(w) for w in penalized_weights(run.model))
     else:  # no R at all: an overflowing R cannot turn a run without a penalty into NaN
         R = torch.zeros_like(L)
     run.optimizer.zero_grad()
-    (L + cfg.reg * R).backward()
+    (world.size * L + cfg.reg * R).backward()
     run.optimizer.step()
     correct = (scores.argmax(1) == y).sum()
     return torch.stack((L.detach(), R.detach(), correct.to(L.dtype)))
@@ -323,11 +346,13 @@ def train_epoch(run: Run, epoch: int) -> dict:
     # Once per epoch the host reads the steps' numbers: stop at a NaN, sum the rest.
     sizes = torch.tensor([len(idx) for idx in batches], device=run.device, dtype=torch.float64)
     step_losses, step_penalties, corrects = torch.stack(stats).double().unbind(1)
+    step_losses, corrects = run.world.sum(step_losses), run.world.sum(corrects)  # all shares
     bad = (~torch.isfinite(step_losses + step_penalties)).nonzero()
     if bad.numel():
         raise TrainingDiverged(epoch, int(bad[0]) + 1,
                                run.checkpoint if run.checkpoint.exists() else None)
-    val_loss, val_acc, _ = evaluate(run.model, d.val_x, d.val_y, run.loss_fn)
+    loss_fn = data_loss_fn(cfg.loss, cfg.impl)
+    val_loss, val_acc, _ = evaluate(run.model, d.val_x, d.val_y, loss_fn)
     row = {"epoch": epoch, "train_loss": float(step_losses @ sizes) / n,
            "train_accuracy": float(corrects.sum()) / n, "val_loss": float(val_loss),
            "val_accuracy": float(val_acc), "lr": lr, "penalty": float(step_penalties @ sizes) / n,
@@ -336,7 +361,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
     run.save(epoch)
     if run.writer is not None:
         log_epoch(run.writer, run.model, row, d)
-    cli.say(cfg.quiet, f"epoch {epoch:3d}/{cfg.epochs} | train loss {row['train_loss']:.4f} "
+    cli.say(run.quiet, f"epoch {epoch:3d}/{cfg.epochs} | train loss {row['train_loss']:.4f} "
                        f"acc {100 * row['train_accuracy']:6.2f}% | val loss "
                        f"{row['val_loss']:.4f} acc {100 * row['val_accuracy']:6.2f}% | lr "
                        f"{lr:.3g} | {row['epoch_time_s']:.2f}s")
@@ -346,12 +371,13 @@ def train_epoch(run: Run, epoch: int) -> dict:
 def finish(run: Run, elapsed_s: float) -> dict:
     """The final model on every split, the test confusion matrix; ``metrics.json``."""
     cfg, d, device = run.cfg, run.data, run.device
+    loss_fn = data_loss_fn(cfg.loss, cfg.impl)
     result = {"config": dataclasses.asdict(cfg), "history": run.history}
     for split, x, y in [("train", d.train_x, d.train_y), ("val", d.val_x, d.val_y),
                         ("test", d.test_x, d.test_y)]:
-        loss, acc, _ = evaluate(run.model, x, y, run.loss_fn)
+        loss, acc, _ = evaluate(run.model, x, y, loss_fn)
         result[split] = {"loss": float(loss), "accuracy": float(acc)}
-    _, _, test_pred = evaluate(run.model, d.test_x, d.test_y, run.loss_fn)
+    _, _, test_pred = evaluate(run.model, d.test_x, d.test_y, loss_fn)
     cm = board.confusion_matrix(test_pred, d.test_y, len(d.classes)).cpu()
     per_class = (cm.diag().double() / cm.sum(1).clamp(min=1).double()).tolist()
     result.update({
@@ -360,12 +386,13 @@ def finish(run: Run, elapsed_s: float) -> dict:
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "torch_version": torch.__version__, "python_version": platform.python_version(),
         "run_dir": str(run.run_dir), "data_load_s": run.data_load_s,
-        "wall_time_s": elapsed_s,
+        "wall_time_s": elapsed_s, "world_size": run.world.size, "backend": run.world.backend,
     })
-    cli.write_json(run.run_dir / "metrics.json", result)
+    if run.world.main:
+        cli.write_json(run.run_dir / "metrics.json", result)
     if run.writer is not None:
         log_final(run.writer, cfg, result, d)
-    if not cfg.quiet:
+    if not run.quiet:
         print_summary(result)
     return result
 
@@ -468,4 +495,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    distributed.exit(main())

@@ -1,0 +1,149 @@
+"""Scale-out with torch.distributed: the few lines at the edges of the training loop.
+
+Launched by ``torchrun`` (RANK, WORLD_SIZE and LOCAL_RANK in the environment), a run joins the
+process group: NCCL with one GPU per process (``cuda:LOCAL_RANK``) on CUDA, Gloo on the CPU.
+``fit`` then trains data-parallel: every process draws the same batch order, takes its share of
+each global batch, and ``DistributedDataParallel`` averages the gradients. The sweep divides its
+grid's models among the processes instead. Process 0 writes the run folder; the others compute
+the same figures and write nothing. Without torchrun, ``World()`` is one process and every
+method below does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import torch
+import torch.distributed as dist
+
+from . import cli
+
+_MARK = ".torchelastic-run-id"  # in a run folder: which torchrun invocation made it
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    backend: str | None = None
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def share(self, t: torch.Tensor) -> torch.Tensor:
+        """This process's part of a global batch (contiguous, sizes differing by at most 1)."""
+        return t.tensor_split(self.size)[self.rank] if self.size > 1 else t
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum of ``t`` over the processes."""
+        if self.size == 1:
+            return t
+        t = t.clone()
+        dist.all_reduce(t)
+        return t
+
+    def gather(self, obj) -> list:
+        """``obj`` of every process, in rank order (any picklable object)."""
+        if self.size == 1:
+            return [obj]
+        out = [None] * self.size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def from_main(self, obj):
+        """Process 0's ``obj``, on every process (the run folder's name, say)."""
+        return self.gather(obj)[0]
+
+    def first_on_each_node(self, load):
+        """``load()`` on each node's first process, then on the others: the first may download
+        while the others wait. Its error is raised on every process, so none waits forever."""
+        if self.size == 1:
+            return load()
+        result, error = None, None
+        if self.local_rank == 0:
+            try:
+                result = load()
+            except Exception as e:  # raised below, once every process knows
+                error = e
+        failed = [e for e in self.gather(None if error is None else str(error)) if e]
+        if error is not None:
+            raise error
+        if failed:
+            raise RuntimeError(f"another process could not load the data: {failed[0]}")
+        return result if self.local_rank == 0 else load()
+
+
+def join(device_name: str) -> tuple[World, torch.device]:
+    """This process's place in torchrun's process group (joined here), and its device."""
+    device = cli.pick_device(device_name)
+    if not {"RANK", "WORLD_SIZE", "LOCAL_RANK"} <= set(os.environ):
+        return World(), device
+    local_rank = int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend, store=_store(), rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
+    return World(dist.get_rank(), dist.get_world_size(), local_rank, backend), device
+
+
+def _store() -> dist.Store:
+    """The key-value store the processes meet in: torchrun's own, under a prefix of this
+    attempt's.
+
+    torchrun keeps one store for all the attempts of a run, and when it restarts the workers
+    after one died, the new ones read what the old ones wrote there: the dead worker's address
+    among it (pytorch/pytorch#167288). With Gloo's default start about one restart in three
+    failed with "connectFullMesh ... Connection refused" to that address, and with its lazy
+    start (TORCH_GLOO_LAZY_INIT=1) the new workers hung waiting for it. Keys under a prefix of
+    the attempt's number are new at every restart.
+    """
+    # torchrun's agent serves the store; under another launcher, process 0 does
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                          is_master=not agent and os.environ["RANK"] == "0")
+    return dist.PrefixStore(f"lintorch/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}",
+                            store)
+
+
+def exit(code: int) -> NoReturn:
+    """End a command-line run. A process that joined a group leaves at once, skipping Python's
+    finalization: Gloo's worker threads may still be releasing the tensors of the last
+    collective then, and one that takes the GIL while the interpreter finalizes aborts the
+    process ("terminate called without an active exception"; about one torchrun run in four
+    here, torch 2.14). Everything lintorch writes is closed and in place by then."""
+    if dist.is_initialized():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def mark(run_dir: Path) -> None:
+    """Note in the run folder which torchrun invocation made it (see ``restarted_run``)."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    if run_id:
+        (run_dir / _MARK).write_text(run_id)
+
+
+def restarted_run(logdir: str, run_name: str | None) -> Path | None:
+    """The checkpoint to continue from when torchrun has restarted the workers (after a worker
+    died): the one in the run folder this torchrun invocation made."""
+    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+        return None
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    folders = sorted(Path(logdir).glob(f"{run_name or ''}*/{_MARK}"),
+                     key=lambda p: p.stat().st_mtime)
+    for marker in reversed(folders):
+        checkpoint = marker.parent / "checkpoint.pt"
+        if marker.read_text() == run_id and checkpoint.exists():
+            return checkpoint
+    return None
