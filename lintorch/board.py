@@ -6,6 +6,7 @@ threads); matplotlib is imported inside the functions, saving ~0.3 s per import 
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 import uuid
@@ -19,9 +20,9 @@ from torch import Tensor, nn
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["confusion_figure", "confusion_matrix", "log_config_text", "log_epoch_histograms",
-           "log_hparams", "read_scalars", "read_tags", "regions_figure", "save_figure",
-           "template_figure"]
+__all__ = ["confusion_figure", "confusion_matrix", "log_config_text", "log_epoch",
+           "log_epoch_histograms", "log_final", "log_hparams", "read_scalars", "read_tags",
+           "regions_figure", "save_figure", "template_figure"]
 
 _DPI = 100
 # Screen pixels per template pixel: a 28x28 template is 112 px wide, enough to see strokes and
@@ -176,6 +177,36 @@ def save_figure(fig: Figure, path) -> None:
             import matplotlib.pyplot as plt
 
             plt.close(fig)
+
+
+# An epoch's row (train.train_epoch's, each sweep model's) -> its scalars' tags
+EPOCH_SCALARS = {"loss/train": "train_loss", "loss/val": "val_loss", "loss/penalty": "penalty",
+                 "accuracy/train": "train_accuracy", "accuracy/val": "val_accuracy", "lr": "lr"}
+
+
+def log_epoch(writer, row: dict, model: nn.Module | None = None, image_shape=None,
+              class_names: Sequence[str] = ()) -> None:
+    """An epoch's scalars; with the model, its histograms and (a linear model of images) its
+    class templates."""
+    for tag, key in EPOCH_SCALARS.items():
+        if row[key] is not None and math.isfinite(row[key]):
+            writer.add_scalar(tag, row[key], row["epoch"])
+    if model is not None:
+        log_epoch_histograms(writer, model, row["epoch"])
+        if hasattr(model, "templates") and len(image_shape) == 3:
+            writer.add_figure("templates", template_figure(model.templates(image_shape),
+                                                           class_names), row["epoch"])
+    writer.flush()
+
+
+def log_final(writer, config: dict, step: int, test_accuracy: float | None,
+              metrics: dict) -> None:
+    """The test accuracy (``accuracy/test``), and the run's config and final metrics for the
+    HPARAMS tab (``hparam/test_accuracy`` and ``metrics``)."""
+    if test_accuracy is not None:
+        writer.add_scalar("accuracy/test", test_accuracy, step)
+    log_hparams(writer, config, {
+        "hparam/test_accuracy": math.nan if test_accuracy is None else test_accuracy, **metrics})
 
 
 def log_epoch_histograms(writer, model: nn.Module, step: int) -> None:

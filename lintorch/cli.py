@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import os
+import platform
 import signal
 import sys
 from collections.abc import Callable, Iterable
@@ -16,7 +17,6 @@ import torch
 
 from . import config, data
 
-# ---------------------------------------------------------------------------------------------
 # Devices, folders, files
 
 
@@ -62,17 +62,23 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2)))
 
 
-# ---------------------------------------------------------------------------------------------
 # Progress and printing
 
 
-def progress(items: Iterable, total: int, desc: str, quiet: bool) -> Iterable:
+def progress(items: list, desc: str, quiet: bool) -> Iterable:
     """``items``, with a tqdm bar on a terminal (none when quiet or piped to a file)."""
     if quiet or not sys.stdout.isatty():
         return items
     from tqdm import tqdm
 
-    return tqdm(items, total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
+    return tqdm(items, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
+
+
+def environment(device: torch.device, world) -> dict:
+    """Where a run ran, for its JSON: the device, torch and Python, the processes."""
+    return {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+            "torch_version": torch.__version__, "python_version": platform.python_version(),
+            "world_size": world.size, "backend": world.backend}
 
 
 def say(quiet: bool, *args) -> None:
@@ -98,7 +104,6 @@ def exit_code(interrupt: KeyboardInterrupt) -> int:
     return getattr(interrupt, "exit_code", 130)  # 130 = 128 + SIGINT
 
 
-# ---------------------------------------------------------------------------------------------
 # argparse
 
 

@@ -20,7 +20,6 @@ from torch import Tensor, nn
 REDUCTIONS = ("none", "mean", "sum")
 
 
-# ---------------------------------------------------------------------------------------------
 # Input checks: one clear message each, and never a silent broadcast.
 
 
@@ -72,7 +71,6 @@ def reduce(losses: Tensor, reduction: str) -> Tensor:
     return losses
 
 
-# ---------------------------------------------------------------------------------------------
 # Multiclass SVM (hinge) loss:  L_i = sum_{j != y_i} max(0, s_j - s_{y_i} + margin)
 
 
@@ -124,7 +122,6 @@ def svm_loss(scores: Tensor, target: Tensor, margin: float = 1.0, reduction: str
     return reduce(SVMLossFunction.apply(scores, target, float(margin)), reduction)
 
 
-# ---------------------------------------------------------------------------------------------
 # Softmax and cross-entropy:  p_k = e^{s_k} / sum_j e^{s_j},   L_i = -log p_{y_i}
 
 
@@ -199,7 +196,6 @@ def cross_entropy(scores: Tensor, target: Tensor, reduction: str = "mean",
     return reduce(CrossEntropyFunction.apply(scores, target), reduction)
 
 
-# ---------------------------------------------------------------------------------------------
 # Squared error:  L_i = (y_i - f(x_i))^2, elementwise like F.mse_loss
 
 
@@ -242,7 +238,6 @@ def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean",
     return reduce(MSELossFunction.apply(input, target), reduction)
 
 
-# ---------------------------------------------------------------------------------------------
 # Weight penalties R(W): L2 = sum w^2, L1 = sum |w|
 
 
@@ -302,7 +297,6 @@ def l1_penalty(weight: Tensor) -> Tensor:
 PENALTIES = {"l2": l2_penalty, "l1": l1_penalty}
 
 
-# ---------------------------------------------------------------------------------------------
 # nn.Module wrappers, in the shape of torch.nn's losses
 
 

@@ -2,19 +2,14 @@
 
     python -m lintorch.sweep --dataset fashion-mnist --lr 1e-3 1e-2 1e-1 --reg 0 1e-4 1e-3
 
-Choosing the learning rate and the regularization strength on the validation split is usually
-done one model at a time. Here the K = |lr| x |reg| models share every mini-batch: their weights
-are stacked into one (K, C, D) tensor, one matrix product scores the batch under all of them,
-lintorch's hand-written loss is applied once to all K * B rows of scores, and each model takes
-its own SGD step with its own learning rate, schedule and penalty (lintorch/stacked.py).
-
-Each model gets the updates ``lintorch.train.fit`` would give it alone: the same initial
-weights, batch order, learning-rate schedule and gradient, so in float64 its final weights agree
-with fit's to rounding. A model whose loss turns NaN or infinite is marked diverged and stops
-training with its last good weights; the others go on. ``run(config, lrs, regs)`` is the API;
-the CLI prints the grid of validation accuracies and the test accuracy of the model chosen on
-validation, and writes ``sweep.json`` and one TensorBoard run per model
-(``runs/sweep-<time>/lr=...,reg=...``, shown together in the HPARAMS tab).
+The K = |lr| x |reg| models share every mini-batch: their weights are stacked into one (K, C, D)
+tensor, one matrix product scores the batch under all of them, the hand-written loss is applied
+once to all K * B rows of scores (lintorch/stacked.py), and each model takes its own SGD step
+with its own learning rate, schedule and penalty: the updates ``lintorch.train.fit`` would give
+it alone, so in float64 its final weights agree with fit's to rounding. A model whose loss turns
+NaN or infinite stops with its last good weights; the others go on. ``run(config, lrs, regs)``
+returns what ``sweep.json`` holds; the CLI also prints the grid of validation accuracies and
+writes one TensorBoard run per model (``runs/sweep-<time>/lr=...,reg=...``, with hparams).
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import platform
 import sys
 import time
 from dataclasses import dataclass, field
@@ -34,9 +28,6 @@ from torch import Tensor
 from . import board, cli, data, distributed, stacked, train
 from .cuda_graph import GraphedStep
 from .models import LinearClassifier
-
-# ---------------------------------------------------------------------------------------------
-# The grid
 
 
 def check_grid(lrs, regs) -> tuple[list[float], list[float]]:
@@ -80,9 +71,6 @@ def model_name(lr: float, reg: float) -> str:
         return f"{v:g}" if float(f"{v:g}") == v else repr(v)
     return f"lr={short(lr)},reg={short(reg)}"
 
-
-# ---------------------------------------------------------------------------------------------
-# K models at once
 
 # R(W_k) of each model, (K,), from W (K, C, D): lintorch's penalties summed per model. Autograd's
 # gradients of these forms are the hand-written ones to the bit (tested against the vmapped
@@ -189,10 +177,6 @@ class Totals:
         bad = ~torch.isfinite(L + R) & (self.first_bad < 0)
         self.first_bad.copy_(torch.where(bad, self.steps, self.first_bad))
         return self.steps
-
-
-# ---------------------------------------------------------------------------------------------
-# The training loop
 
 
 @dataclass
@@ -323,7 +307,7 @@ def train_epoch(sw: Sweep, epoch: int) -> int:
         n = d.train_x.shape[0]
         batches = data.batch_indices(n, cfg.batch_size, gen, sw.device)
         desc = f"epoch {epoch}/{cfg.epochs}, {len(stack.ids)} models"
-        for idx in cli.progress(batches, len(batches), desc, sw.quiet):
+        for idx in cli.progress(batches, desc, sw.quiet):
             if sw.graphed is None:
                 sweep_step(sw, idx, gen)
             else:
@@ -353,7 +337,7 @@ def train_epoch(sw: Sweep, epoch: int) -> int:
         for k, row in mine_rows.items():
             sw.histories[k].append(row)
             if sw.writers is not None:
-                log_epoch(sw.writers[k], row)
+                board.log_epoch(sw.writers[k], row)
         for k, where in mine_diverged.items():
             sw.diverged[k] = where
     training = [k for k in range(len(sw.cfgs)) if sw.histories[k]
@@ -404,9 +388,7 @@ def finish(sw: Sweep, train_time_s: float, wall_time_s: float
               "grid": {"lr": sw.lrs, "reg": sw.regs},
               "models": models, "best": best_model(models),
               "data_load_s": sw.data_load_s, "train_time_s": train_time_s,
-              "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-              "torch_version": torch.__version__, "python_version": platform.python_version(),
-              "world_size": sw.world.size, "backend": sw.world.backend,
+              **cli.environment(device, sw.world),
               "sweep_dir": str(sw.sweep_dir), "wall_time_s": wall_time_s}
     if sw.world.main:
         cli.write_json(sw.sweep_dir / "sweep.json", result)
@@ -439,10 +421,6 @@ def best_model(models: list[dict]) -> dict | None:
     return {"lr": m["lr"], "reg": m["reg"], "name": m["name"],
             "val_accuracy": m["val"]["accuracy"], "test_accuracy": m["test"]["accuracy"],
             "test_loss": m["test"]["loss"]}
-
-
-# ---------------------------------------------------------------------------------------------
-# What a sweep shows: the table, one TensorBoard run per model
 
 
 def format_table(result: dict) -> str:
@@ -487,27 +465,12 @@ def open_writers(cfgs, sweep_dir: Path, names: list[str]) -> list:
     return writers
 
 
-def log_epoch(writer, row: dict) -> None:
-    for tag, key in [("loss/train", "train_loss"), ("loss/val", "val_loss"),
-                     ("accuracy/train", "train_accuracy"), ("accuracy/val", "val_accuracy"),
-                     ("loss/penalty", "penalty"), ("lr", "lr")]:
-        if row[key] is not None and math.isfinite(row[key]):
-            writer.add_scalar(tag, row[key], row["epoch"])
-
-
 def log_final(writer, cfg: train.TrainConfig, model: dict) -> None:
     e = model["history"][-1]["epoch"] if model["history"] else 0
-    val, test = model["val"]["accuracy"], model["test"]["accuracy"]
-    if test is not None:
-        writer.add_scalar("accuracy/test", test, e)
-    board.log_hparams(writer, {**dataclasses.asdict(cfg), "diverged": model["diverged"]}, {
-        "hparam/val_accuracy": math.nan if val is None else val,
-        "hparam/test_accuracy": math.nan if test is None else test,
-    })
-
-
-# ---------------------------------------------------------------------------------------------
-# The command line
+    val = model["val"]["accuracy"]
+    board.log_final(writer, {**dataclasses.asdict(cfg), "diverged": model["diverged"]}, e,
+                    model["test"]["accuracy"], {"hparam/val_accuracy": math.nan if val is None
+                                                else val})
 
 
 def build_parser() -> argparse.ArgumentParser:

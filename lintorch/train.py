@@ -2,10 +2,10 @@
 
     python -m lintorch.train --dataset fashion-mnist
 
-``fit(config)`` is the one training loop; the CLI, the sweep's tests, the experiments and the
-tests all call it. A run is four steps: ``start`` (data, model, optimizer, run folder, or a
-checkpoint to resume), ``train_epoch`` for each epoch, ``evaluate`` on the validation split
-after each, and ``finish`` (the final metrics, ``metrics.json`` and the pictures).
+``fit(config)`` is the one training loop; the CLI, the experiments and the tests all call it.
+A run is ``start`` (data, model, optimizer, run folder, or the checkpoint to resume),
+``train_epoch`` for each epoch (``train_step`` per batch, then ``evaluate`` on the validation
+split), and ``finish`` (the final metrics, ``metrics.json``, the pictures).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import math
 import pickle
-import platform
 import re
 import sys
 import time
@@ -62,10 +61,6 @@ class Interrupted(RuntimeError):
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, damaged, or not lintorch's to load."""
-
-
-# ---------------------------------------------------------------------------------------------
-# The pieces a run is built from
 
 
 def load_data(cfg: TrainConfig, device: torch.device) -> tuple[data.Prepared, str]:
@@ -172,10 +167,6 @@ def load_checkpoint(path: str) -> dict:
 def default_run_name(cfg: TrainConfig) -> str:
     dataset = Path(cfg.dataset).stem if data.is_npz(cfg.dataset) else cfg.dataset
     return f"{dataset}-{cfg.model}-{cfg.loss}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-# ---------------------------------------------------------------------------------------------
-# The training loop
 
 
 @dataclass
@@ -340,8 +331,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
     batches = data.batch_indices(n, cfg.batch_size, gen, run.device)
     run.model.train()
     stats = [train_step(run, idx, gen) if run.graphed is None else run.graphed(idx, key=lr)
-             for idx in cli.progress(batches, len(batches), f"epoch {epoch}/{cfg.epochs}",
-                                     cfg.quiet)]
+             for idx in cli.progress(batches, f"epoch {epoch}/{cfg.epochs}", run.quiet)]
 
     # Once per epoch the host reads the steps' numbers: stop at a NaN, sum the rest.
     sizes = torch.tensor([len(idx) for idx in batches], device=run.device, dtype=torch.float64)
@@ -360,7 +350,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
     run.history.append(row)
     run.save(epoch)
     if run.writer is not None:
-        log_epoch(run.writer, run.model, row, d)
+        board.log_epoch(run.writer, row, run.model, d.image_shape, d.classes)
     cli.say(run.quiet, f"epoch {epoch:3d}/{cfg.epochs} | train loss {row['train_loss']:.4f} "
                        f"acc {100 * row['train_accuracy']:6.2f}% | val loss "
                        f"{row['val_loss']:.4f} acc {100 * row['val_accuracy']:6.2f}% | lr "
@@ -370,24 +360,19 @@ def train_epoch(run: Run, epoch: int) -> dict:
 
 def finish(run: Run, elapsed_s: float) -> dict:
     """The final model on every split, the test confusion matrix; ``metrics.json``."""
-    cfg, d, device = run.cfg, run.data, run.device
+    cfg, d = run.cfg, run.data
     loss_fn = data_loss_fn(cfg.loss, cfg.impl)
-    result = {"config": dataclasses.asdict(cfg), "history": run.history}
+    result, predictions = {"config": dataclasses.asdict(cfg), "history": run.history}, {}
     for split, x, y in [("train", d.train_x, d.train_y), ("val", d.val_x, d.val_y),
                         ("test", d.test_x, d.test_y)]:
-        loss, acc, _ = evaluate(run.model, x, y, loss_fn)
+        loss, acc, predictions[split] = evaluate(run.model, x, y, loss_fn)
         result[split] = {"loss": float(loss), "accuracy": float(acc)}
-    _, _, test_pred = evaluate(run.model, d.test_x, d.test_y, loss_fn)
-    cm = board.confusion_matrix(test_pred, d.test_y, len(d.classes)).cpu()
+    cm = board.confusion_matrix(predictions["test"], d.test_y, len(d.classes)).cpu()
     per_class = (cm.diag().double() / cm.sum(1).clamp(min=1).double()).tolist()
-    result.update({
-        "per_class_test_accuracy": dict(zip(d.classes, per_class)),
-        "confusion_matrix": cm.tolist(),
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "torch_version": torch.__version__, "python_version": platform.python_version(),
-        "run_dir": str(run.run_dir), "data_load_s": run.data_load_s,
-        "wall_time_s": elapsed_s, "world_size": run.world.size, "backend": run.world.backend,
-    })
+    result.update({"per_class_test_accuracy": dict(zip(d.classes, per_class)),
+                   "confusion_matrix": cm.tolist(), **cli.environment(run.device, run.world),
+                   "run_dir": str(run.run_dir), "data_load_s": run.data_load_s,
+                   "wall_time_s": elapsed_s})
     if run.world.main:
         cli.write_json(run.run_dir / "metrics.json", result)
     if run.writer is not None:
@@ -397,33 +382,13 @@ def finish(run: Run, elapsed_s: float) -> dict:
     return result
 
 
-# ---------------------------------------------------------------------------------------------
-# What a run shows: TensorBoard and the terminal
-
-
-def log_epoch(writer, model: nn.Module, row: dict, d: data.Prepared) -> None:
-    e = row["epoch"]
-    for tag, key in [("loss/train", "train_loss"), ("loss/val", "val_loss"),
-                     ("loss/penalty", "penalty"), ("accuracy/train", "train_accuracy"),
-                     ("accuracy/val", "val_accuracy"), ("lr", "lr")]:
-        writer.add_scalar(tag, row[key], e)
-    board.log_epoch_histograms(writer, model, e)
-    if isinstance(model, LinearClassifier) and len(d.image_shape) == 3:
-        writer.add_figure("templates", board.template_figure(model.templates(d.image_shape),
-                                                             d.classes), e)
-    writer.flush()
-
-
 def log_final(writer, cfg: TrainConfig, result: dict, d: data.Prepared) -> None:
     e = result["history"][-1]["epoch"] if result["history"] else 0
-    writer.add_scalar("accuracy/test", result["test"]["accuracy"], e)
     writer.add_figure("confusion", board.confusion_figure(
         torch.tensor(result["confusion_matrix"]), d.classes), e)
-    board.log_hparams(writer, dataclasses.asdict(cfg), {
-        "hparam/test_accuracy": result["test"]["accuracy"],
+    board.log_final(writer, dataclasses.asdict(cfg), e, result["test"]["accuracy"], {
         "hparam/val_accuracy": result["val"]["accuracy"],
-        "hparam/train_loss": result["train"]["loss"],
-    })
+        "hparam/train_loss": result["train"]["loss"]})
 
 
 def print_summary(result: dict) -> None:
@@ -436,10 +401,6 @@ def print_summary(result: dict) -> None:
         print(f"{name:<{width}}  {100 * acc:6.2f}%")
     print(f"metrics, checkpoint and TensorBoard events in {result['run_dir']} "
           "(view with: tensorboard --logdir runs)")
-
-
-# ---------------------------------------------------------------------------------------------
-# The command line
 
 
 def build_parser() -> argparse.ArgumentParser:
