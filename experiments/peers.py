@@ -1,4 +1,4 @@
-"""lintorch's default Fashion-MNIST runs beside the published peers, on the same data and machine.
+"""lintorch's default Fashion-MNIST runs beside the usual alternatives, same data and machine.
 
     python experiments/peers.py --json peers.json   # minutes on a 2-core CPU
     python experiments/peers.py --quick             # 2,000 training images, 1 epoch: a smoke run
@@ -20,8 +20,7 @@ scikit-learn, the same number of BLAS/OpenMP threads:
   ``torch.optim.SGD`` + ``CosineAnnealingLR``, ``F.cross_entropy``; ``nn.Linear(784, 10)`` and
   a 512-unit sigmoid MLP.
 
-The issue's quoted figures for the peers are printed beside the measured ones. Timings depend on
-the machine and its load; compare rows of one run, never across machines.
+Timings depend on the machine and its load; compare rows of one run, never across machines.
 """
 
 from __future__ import annotations
@@ -53,20 +52,17 @@ class Peer:
     name: str
     group: str  # lintorch, scikit-learn or torch
     what: str
-    quoted_accuracy: float | None = None  # the issue's figures, as fractions and seconds
-    quoted_time_s: float | None = None
 
 
 PEERS = [
     Peer("lintorch-linear-softmax", "lintorch", "lintorch linear classifier, softmax loss"),
     Peer("lintorch-linear-svm", "lintorch", "lintorch linear classifier, multiclass SVM loss"),
     Peer("lintorch-mlp-softmax", "lintorch", "lintorch sigmoid MLP, softmax loss"),
-    Peer("sklearn-logreg", "scikit-learn", "LogisticRegression()", 0.8428, 8.4),
-    Peer("sklearn-sgd-hinge", "scikit-learn", 'SGDClassifier(loss="hinge")', 0.8246, 110.0),
-    Peer("sklearn-mlp", "scikit-learn", 'MLPClassifier((100,), activation="logistic")',
-         0.8834, 47.0),
-    Peer("torch-linear", "torch", "nn.Linear(784, 10) + SGD + cosine", 0.8446, 2.1),
-    Peer("torch-mlp", "torch", "784-512-10 sigmoid MLP + SGD + cosine", 0.8921, 20.0),
+    Peer("sklearn-logreg", "scikit-learn", "LogisticRegression()"),
+    Peer("sklearn-sgd-hinge", "scikit-learn", 'SGDClassifier(loss="hinge")'),
+    Peer("sklearn-mlp", "scikit-learn", 'MLPClassifier((100,), activation="logistic")'),
+    Peer("torch-linear", "torch", "nn.Linear(784, 10) + SGD + cosine"),
+    Peer("torch-mlp", "torch", "784-512-10 sigmoid MLP + SGD + cosine"),
 ]
 GROUPS = {"lintorch": "lintorch", "sklearn": "scikit-learn", "torch": "torch"}
 
@@ -92,9 +88,8 @@ QUICK = Sizes(limit=2000, epochs=1, torch_linear=(1, 0.1), torch_mlp=(1, 0.5), s
 def _row(peer: Peer, accuracy: float | None, wall_time_s: float | None, notes: str,
          device: str | None = None, status: str = "measured", **detail) -> dict:
     return {"name": peer.name, "group": peer.group, "what": peer.what, "status": status,
-            "test_accuracy": accuracy, "wall_time_s": wall_time_s,
-            "quoted_test_accuracy": peer.quoted_accuracy, "quoted_wall_time_s": peer.quoted_time_s,
-            "device": device, "notes": notes, "detail": detail}
+            "test_accuracy": accuracy, "wall_time_s": wall_time_s, "device": device,
+            "notes": notes, "detail": detail}
 
 
 def run_lintorch(peer: Peer, root: str, sizes: Sizes, logdir: str, n_images: int) -> dict:
@@ -212,12 +207,11 @@ def _sec(v: float | None) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = ["name", "test acc %", "time s", "quoted acc %", "quoted s", "notes"]
-    cells = [[r["name"], _pct(r["test_accuracy"]), _sec(r["wall_time_s"]),
-              _pct(r["quoted_test_accuracy"]), _sec(r["quoted_wall_time_s"]), r["notes"]]
+    header = ["name", "test acc %", "time s", "notes"]
+    cells = [[r["name"], _pct(r["test_accuracy"]), _sec(r["wall_time_s"]), r["notes"]]
              for r in rows]
     widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
-    right = {1, 2, 3, 4}
+    right = {1, 2}
 
     def line(cs: list[str]) -> str:
         return "  ".join(c.rjust(w) if i in right else c.ljust(w)
