@@ -1,20 +1,25 @@
 """experiments/benchmark.py: the floor does the same update as training, the pipeline sees the
-same images, and a --quick run writes the JSON it promises, the sweep's (f) and (g) included. No
-timing is asserted."""
+same images, the timed all-reduce is DDP's own, and a --quick run writes every row it promises,
+with its goal where lintorch has one. No timing is asserted."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from lintorch import data
 
@@ -62,8 +67,31 @@ def test_the_pipeline_sees_the_same_uint8_images_as_lintorch(bench, channels):
     assert y0 == int(d.train_y[0])
 
 
+def test_the_timed_all_reduce_averages_as_ddp_does_and_times_each_step(bench, tmp_path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        times: list[float] = []
+        lintorch_train = types.SimpleNamespace(DistributedDataParallel=DistributedDataParallel)
+        bench.time_ddp_allreduce(lintorch_train, times)
+        torch.manual_seed(0)
+        x, y = torch.randn(8, 5), torch.randint(3, (8,))
+        plain = nn.Linear(5, 3)
+        timed = copy.deepcopy(plain)
+        ddp = lintorch_train.DistributedDataParallel(timed)
+        for _ in range(3):
+            for net in (plain, ddp):
+                net.zero_grad()
+                F.cross_entropy(net(x), y).backward()
+        assert len(times) == 3 and all(t > 0 for t in times)
+        for a, b in zip(plain.parameters(), timed.parameters()):
+            torch.testing.assert_close(a.grad, b.grad)
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
-def test_quick_run_writes_the_json_with_positive_ratios(tmp_path, device):
+def test_quick_run_writes_the_json_with_every_row(tmp_path, device):
     empty = tmp_path / "no-data"  # no real CIFAR-10: random pixels are written and loaded
     empty.mkdir()
     path = tmp_path / "bench.json"
@@ -76,25 +104,50 @@ def test_quick_run_writes_the_json_with_positive_ratios(tmp_path, device):
     assert {"quick", "environment", "datasets", "measurements", "all_pass"} <= set(report)
     assert report["quick"] is True
     assert report["datasets"]["cifar10"]["source"].startswith("random pixels")
+    datasets = {k for k, v in report["datasets"].items() if v}
+    cpu = device == "cpu"
     ms = report["measurements"]
-    assert {m["key"] for m in ms} >= ({"a", "b", "c", "d", "f", "g"}
-                                      | ({"e"} if device == "cuda" else set()))
-    assert {m["device"] for m in ms if m["key"] in "abcfg"} == {device}
-    # (f): the sweep's speed ratio on every data set loaded; (g): its peak RSS on CIFAR-10
-    sweep_speed = [m for m in ms if m["key"] == "f"]
-    assert {m["dataset"] for m in sweep_speed} == {k for k, v in report["datasets"].items() if v}
-    assert all(m["unit"] == "x" and m["target"] == (2.0 if device == "cuda" else 3.0)
-               and m["detail"]["models"] == 25 and m["detail"]["epoch_ratio"] > 0
-               and m["detail"]["matmul_floor_ratio"] > 0 for m in sweep_speed)
-    [sweep_memory] = [m for m in ms if m["key"] == "g"]
+    for m in ms:
+        assert {"key", "what", "dataset", "device", "value", "unit", "target", "verdict",
+                "detail"} <= set(m)
+        assert m["verdict"] in ("PASS", "MISS", "-") and (m["verdict"] == "-") == (
+            m["target"] is None)
+        assert m["value"] > 0 and math.isfinite(m["value"])
+    by_key = {key: [m for m in ms if m["key"] == key] for key in "abcdefghij"}
+    assert all(by_key[k] for k in "abcdeghij" if cpu or k not in "ij")
+    assert {m["device"] for m in ms if m["key"] in "abcdgh"} == {device}
+    # (a) against torch's built-ins, on every data set: the goal on the CPU only
+    assert {m["dataset"] for m in by_key["a"]} == datasets
+    assert all(m["target"] == (1.25 if cpu else None) for m in by_key["a"])
+    assert all(m["target"] is None for m in by_key["b"])  # the floor's goal is retired
+    # (d): the goals at the larger N, SVM and softmax 1.0x, MSE 1.25x; none at N = 256
+    goals = {m["what"].split()[0]: m["target"] for m in by_key["d"] if "N=256" not in m["what"]}
+    assert goals == ({"svm": 1.0, "softmax": 1.0, "mse": 1.25} if cpu else
+                     {"svm": None, "softmax": None, "mse": None})
+    assert all(m["target"] is None for m in by_key["d"] if "N=256" in m["what"])
+    # (f): the default run of Fashion-MNIST, shrunk, so without its goals
+    if "fashion-mnist" in datasets:
+        assert {m["unit"] for m in by_key["f"]} == {"%", "s"}
+        assert all(m["target"] is None for m in by_key["f"])
+    # (g): 25 fits against the sweep (>= 3x on the CPU), the sweep against one (<= 2x on CUDA)
+    assert {m["dataset"] for m in by_key["g"]} == datasets
+    for m in by_key["g"]:
+        assert m["detail"]["models"] == 25 and m["detail"]["fits_timed_per_round"] == 1
+        assert m["target"] in ((3.0, None) if m["what"].startswith("25 fits") else (None, 2.0))
+        assert (m["target"] is not None) == (cpu == m["what"].startswith("25 fits"))
+    [sweep_memory] = by_key["h"]
     assert (sweep_memory["dataset"], sweep_memory["unit"], sweep_memory["target"]) == (
         "cifar10", "GB", 2.5)
-    for m in ms:
-        assert {"key", "what", "dataset", "device", "value", "unit", "target", "verdict"} <= set(m)
-        assert m["verdict"] in ("PASS", "MISS", "-")
-        assert m["value"] > 0 and math.isfinite(m["value"])
-    ratios = [m for m in ms if m["unit"] == "x"]
-    assert len(ratios) >= 3 + 6 + 1  # (a), (b) x 2 workers, (c) x 3 losses x 2 sizes, (f)
+    if cpu:  # (i), (j): 2 processes against 1, each process's memory, the all-reduce's share
+        for key in "ij":
+            wall, train_time, per_process, alone, *share = by_key[key]
+            assert (wall["target"], train_time["target"]) == (1.1, None)
+            assert [len(run) for run in per_process["detail"]["per_process_gb"]] == [2]
+            assert per_process["unit"] == alone["unit"] == "GB"
+            assert wall["detail"]["command_2"].startswith("OMP_NUM_THREADS=1 torchrun")
+        [share] = by_key["j"][4:]
+        assert share["unit"] == "%" and 0 < share["value"] < 100
+        assert share["detail"]["allreduce_calls"] > 0
     targeted = [m for m in ms if m["target"] is not None]
     shown = [line.split()[-1] for line in proc.stdout.splitlines()
              if line.endswith(("PASS", "MISS"))]
