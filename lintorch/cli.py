@@ -201,7 +201,8 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     a("--val-size", type=non_negative(int), default=1000,
       help="training images held out for validation")
     a("--preprocess", choices=data.PREPROCESS, default="standardize",
-      help="none, center (subtract the mean image) or standardize (per-channel mean, std)")
+      help="none, center (subtract the mean image), standardize (per-channel mean, std) or "
+           "pixel (each pixel's own mean, std)")
     a("--augment", action="store_true", help="random flips and padded crops, on the device")
     a("--logdir", default="runs", help="folder for the run folders")
     a("--run-name", default=None, help="run folder name (unset: the model, loss and time)")

@@ -28,7 +28,8 @@ DATASET_DEFAULTS = {
                     reg=5e-5, hidden=[512]),
     },
     "fashion-mnist": {
-        "linear": dict(epochs=15, batch_size=128, lr=0.05, lr_decay="cosine", momentum=0.0,
+        # lr 0.1: +0.1% validation accuracy over 0.05 in five seeds of five (10,000-image split)
+        "linear": dict(epochs=15, batch_size=128, lr=0.1, lr_decay="cosine", momentum=0.0,
                        reg=1e-3),
         # Momentum: the only change that moved the MLP's validation accuracy past the
         # plain-SGD plateau (89.0-89.3% on a 10,000-image split).

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 DATASETS = ("cifar10", "fashion-mnist", "mnist")
-PREPROCESS = ("none", "center", "standardize")
+PREPROCESS = ("none", "center", "standardize", "pixel")
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                    "truck"]  # fmt: skip
@@ -392,7 +392,8 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
     """Split `val_size` random training examples off for validation, keep at most `limit` of
     the rest for training, and preprocess all splits with statistics of the training split.
     none: x as is (uint8: x / 255); center: minus the mean example; standardize: mean and std per
-    channel of images (N, C, H, W), else per feature."""
+    channel of images (N, C, H, W), else per feature; pixel: mean and std per feature (each pixel
+    of each channel its own)."""
     if preprocess not in PREPROCESS:
         raise ValueError(f"unknown preprocessing {preprocess!r}; choose one of {PREPROCESS}")
     n = len(raw.train_labels)
@@ -412,9 +413,10 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
         return x.div_(255) if images.dtype == torch.uint8 else x
 
     train_x = to_unit(raw.train_images[train_idx])
-    dims = (0, 2, 3) if train_x.ndim == 4 else 0  # per channel of images, else per feature
+    # standardize: per channel of images, else per feature; pixel: per feature always
+    dims = (0, 2, 3) if train_x.ndim == 4 and preprocess != "pixel" else 0
     ones = torch.ones_like(train_x[:1].mean(dim=dims, keepdim=True))
-    if preprocess == "standardize":
+    if preprocess in ("standardize", "pixel"):
         mean = train_x.mean(dim=dims, keepdim=True)
         std = train_x.std(dim=dims, keepdim=True, correction=0)
         # a constant channel or feature is left centered rather than divided by ~0 (rounding)

@@ -61,10 +61,11 @@ def chosen_dataset(args: argparse.Namespace) -> str:
     return args.dataset or data.find_dataset(args.data_root) or "fashion-mnist"
 
 
-def load_prepared(args: argparse.Namespace, limit: int | None) -> data.Prepared:
+def load_prepared(args: argparse.Namespace, limit: int | None,
+                  preprocess: str = "standardize") -> data.Prepared:
     """The data set of ``args`` on ``args.device``, 1,000 validation images; --quick takes 200 and
     the first 500 test images (they only score the final weights: a slice does in seconds)."""
     raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
-    d = data.prepare(raw, val_size=200 if args.quick else 1000, seed=args.seed,
-                     device=cli.pick_device(args.device), limit=limit)
+    d = data.prepare(raw, val_size=200 if args.quick else 1000, preprocess=preprocess,
+                     seed=args.seed, device=cli.pick_device(args.device), limit=limit)
     return dataclasses.replace(d, test_x=d.test_x[:500], test_y=d.test_y[:500]) if args.quick else d

@@ -462,6 +462,34 @@ def test_standardize_leaves_a_constant_channel_at_zero():
     assert p.train_x[:, 1].abs().max() < 1e-6
 
 
+def test_pixel_uses_training_statistics_of_each_pixel():
+    raw = make_raw()
+    p = data.prepare(raw, val_size=10, preprocess="pixel", seed=1)
+    train = unit(raw.train_images[p.train_y])
+    mean, std = train.mean(axis=0, keepdims=True), train.std(axis=0, keepdims=True)
+    assert p.mean.shape == p.std.shape == (1, 3, 4, 5)
+    np.testing.assert_allclose(p.mean.numpy(), mean, atol=1e-6)
+    np.testing.assert_allclose(p.std.numpy(), std, atol=1e-6)
+    np.testing.assert_allclose(p.train_x.mean(dim=0).numpy(), 0, atol=1e-5)
+    np.testing.assert_allclose(p.train_x.std(dim=0, correction=0).numpy(), 1, atol=1e-5)
+    # validation and test images go through the training split's statistics, not their own
+    val, test = unit(raw.train_images[p.val_y]), unit(raw.test_images)
+    np.testing.assert_allclose(p.val_x.numpy(), (val - mean) / std, atol=1e-5)
+    np.testing.assert_allclose(p.test_x.numpy(), (test - mean) / std, atol=1e-5)
+    assert not np.allclose(p.test_x.mean(dim=0).numpy(), 0, atol=1e-2)
+
+
+def test_pixel_leaves_a_constant_pixel_centered():
+    raw = make_raw()
+    raw.train_images[:, 2, 0, 4] = 0  # a border pixel that is always 0 in training
+    p = data.prepare(raw, val_size=5, preprocess="pixel")
+    assert torch.isfinite(p.train_x).all() and torch.isfinite(p.test_x).all()
+    assert p.mean[0, 2, 0, 4].item() == 0 and p.std[0, 2, 0, 4].item() == 1
+    assert p.train_x[:, 2, 0, 4].abs().max() == 0
+    np.testing.assert_allclose(p.test_x[:, 2, 0, 4].numpy(), unit(raw.test_images[:, 2, 0, 4]),
+                               atol=1e-6)
+
+
 def test_limit_keeps_validation_and_shrinks_training():
     raw = make_raw()
     full = data.prepare(raw, val_size=10, seed=2)

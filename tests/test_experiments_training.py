@@ -296,3 +296,12 @@ def test_linear_ceiling_reaches_the_minimum_of_each_objective(tmp_path):
     # less regularization fits the training images at least as well
     assert rows[1e-3]["train_accuracy"] >= rows[1e-2]["train_accuracy"]
     assert r["best_test_oracle"]["test_accuracy"] == max(k["test_accuracy"] for k in rows.values())
+    assert r["preprocess"] == "standardize" and "--preprocess standardize" in text
+
+
+@needs_fashion
+def test_linear_ceiling_takes_the_preprocessing(tmp_path):
+    argv = [a for a in quick(tmp_path) if a not in ("--logdir", str(tmp_path))]
+    r, text = run_main("linear_ceiling", argv + ["--preprocess", "pixel", "--lambdas", "1e-2"])
+    assert r["preprocess"] == "pixel" and "--preprocess pixel" in text
+    assert r["rows"][0]["objective"] < math.log(10)
