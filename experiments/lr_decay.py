@@ -9,7 +9,7 @@ mini-batch SGD keeps jumping around the minimum, as far as the rate times the no
 mini-batch gradients carries it; a decaying rate lets it settle.
 
 A linear classifier is trained by ``lintorch.train.train_model`` from the same largish rate
-(``--lr``, default 10x the data set's default rate) with each ``lr_decay`` schedule, stepped
+(``--lr``, default 5x the data set's default rate) with each ``lr_decay`` schedule, stepped
 once per epoch:
 
   none    constant rate
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     report.add_compute_flags(p)
     p.add_argument("--loss", choices=("svm", "softmax"), default="softmax", help="data loss")
     p.add_argument("--lr", type=float, default=None,
-                   help="initial rate of every schedule (default: 10x the data set's rate)")
+                   help="initial rate of every schedule (default: 5x the data set's rate)")
     p.add_argument("--epochs", type=int, default=None, help="epochs (default 20, --quick 4)")
     p.add_argument("--limit", type=int, default=None,
                    help="training images (default: all, --quick 1000)")
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
     defaults = TrainConfig(dataset=args.dataset, model="linear", loss=args.loss).resolved()
-    lr = args.lr if args.lr is not None else 10 * defaults.lr
+    lr = args.lr if args.lr is not None else 5 * defaults.lr
     args.batch_size = args.batch_size or defaults.batch_size
     d = report.load_prepared(args, args.limit)
     run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
