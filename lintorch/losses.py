@@ -206,7 +206,8 @@ class MSELossFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, t: Tensor) -> Tensor:
-        return (x - t) ** 2
+        diff = x - t
+        return diff * diff
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -216,8 +217,8 @@ class MSELossFunction(torch.autograd.Function):
     def backward(ctx, grad_L: Tensor):
         x, t = ctx.saved_tensors
         # d/dx (x - t)^2 = 2 (x - t) = -2 delta, with the lecture's delta = t - x;  d/dt = -d/dx
-        dx = 2 * (x - t) * grad_L
-        return dx, -dx
+        dx = (x - t) * (2 * grad_L)
+        return dx, (-dx if ctx.needs_input_grad[1] else None)
 
 
 def mse_loss(input: Tensor, target: Tensor, reduction: str = "mean",

@@ -140,12 +140,13 @@ def test_quick_run_writes_the_json_with_every_row(tmp_path, device):
         "cifar10", "GB", 2.5)
     if cpu:  # (i), (j): 2 processes against 1, each process's memory, the all-reduce's share
         for key in "ij":
-            wall, train_time, per_process, alone, *share = by_key[key]
-            assert (wall["target"], train_time["target"]) == (1.1, None)
+            epoch, wall, train_time, per_process, alone, *share = by_key[key]
+            assert (epoch["target"], wall["target"], train_time["target"]) == (1.1, None, None)
+            assert len(epoch["detail"]["epoch_s_2"]) == len(epoch["detail"]["wall_s_2"])
             assert [len(run) for run in per_process["detail"]["per_process_gb"]] == [2]
             assert per_process["unit"] == alone["unit"] == "GB"
             assert wall["detail"]["command_2"].startswith("OMP_NUM_THREADS=1 torchrun")
-        [share] = by_key["j"][4:]
+        [share] = by_key["j"][5:]
         assert share["unit"] == "%" and 0 < share["value"] < 100
         assert share["detail"]["allreduce_calls"] > 0
     targeted = [m for m in ms if m["target"] is not None]
