@@ -68,6 +68,9 @@ def load_data(cfg: TrainConfig, device: torch.device) -> tuple[data.Prepared, st
     raw = data.load_dataset(cfg.dataset, cfg.data_root, download=not cfg.no_download)
     d = data.prepare(raw, val_size=cfg.val_size, preprocess=cfg.preprocess, seed=cfg.seed,
                      device=device, dtype=getattr(torch, cfg.dtype), limit=cfg.limit)
+    if cfg.augment and len(d.image_shape) != 3:
+        raise ValueError(f"--augment flips and crops images, and {raw.name}'s examples are "
+                         f"features of shape {tuple(d.image_shape)}; leave it out")
     return d, raw.name
 
 

@@ -551,3 +551,33 @@ def test_fashion_mnist_is_found_with_no_data_flag(tmp_path, monkeypatch):
             cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_augment_is_refused_for_features_that_are_not_images(tmp_path, capsys):
+    import numpy as np
+
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", x_train=g.normal(size=(50, 6)), y_train=g.integers(0, 3, 50),
+             x_test=g.normal(size=(10, 6)), y_test=g.integers(0, 3, 10))
+    code = train.main(["--dataset", str(tmp_path / "f.npz"), "--augment", "--val-size", "10",
+                       "--logdir", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "--augment" in err and len(err.strip().splitlines()) == 1
+
+
+def test_npz_features_train_and_a_bad_file_is_one_line(tmp_path, capsys):
+    import numpy as np
+
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", x_train=g.normal(size=(80, 6)), y_train=g.integers(0, 3, 80),
+             x_test=g.normal(size=(20, 6)), y_test=g.integers(0, 3, 20))
+    assert train.main(["--dataset", str(tmp_path / "f.npz"), "--val-size", "10", "--epochs",
+                       "2", "--logdir", str(tmp_path / "runs"), "--run-name", "f",
+                       "--quiet"]) == 0
+    m = json.loads((tmp_path / "runs" / "f" / "metrics.json").read_text())
+    assert m["config"]["dataset"] == str(tmp_path / "f.npz") and len(m["history"]) == 2
+    assert "templates" not in board.read_tags(tmp_path / "runs" / "f")["images"]
+    (tmp_path / "bad.npz").write_text("not a zip")
+    assert train.main(["--dataset", str(tmp_path / "bad.npz"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "bad.npz" in err
