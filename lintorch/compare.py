@@ -32,10 +32,11 @@ LOSSES = ("svm", "softmax", "mse")
 # ulps of values up to ~1e3, summed over ~1e3 terms, stays far below 1e-9.
 VALUE_TOL = 1e-9
 GRAD_TOL = 1e-9
-# Training in float32 with the two implementations rounds differently at every step; for the
-# convex linear model these differences do not grow (measured: ~1e-6 of the largest weight after
-# 3 epochs of Fashion-MNIST), so the final weights agree to this fraction of the largest one.
-WEIGHT_RTOL = 1e-4
+# Training in float32 with the two implementations rounds differently at every step, and large
+# steps amplify the differences: after 3 epochs of Fashion-MNIST they measured 5e-7 of the
+# largest weight at lr 0.05 and 2e-4 at the default lr 0.1. The final weights must agree to
+# this fraction of the largest one (float64 runs agree to 1e-9: tests/test_train.py).
+WEIGHT_RTOL = 1e-3
 
 
 def _svm_builtin(s: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
