@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, as one prepared run (the device machine has torch but no registry):
 #   OUT=/some/folder bash experiments/gpu_check.sh
-# CUDA tests, the default training runs on CUDA, the benchmark, compare's speed table and a
-# profile of the training step.
+# CUDA tests, the default training runs on CUDA, a torchrun smoke run (one process, NCCL), the
+# benchmark, compare's speed table and a profile of the training step.
 # Fashion-MNIST comes from $FASHION_MNIST (default .device/fashion-mnist, a git-ignored copy
 # of Debian's files) when the machine has no dataset-fashion-mnist package.
 set -u
@@ -42,7 +42,14 @@ for p in sorted(pathlib.Path(sys.argv[1]).glob("*/metrics.json")):
           f"  load {m['data_load_s']:.2f}s  epochs {len(m['history'])}  {m['device']}")
 PY
 
-timeout 240 python experiments/benchmark.py --device cuda --json "$OUT/bench.json" \
+# torchrun on one GPU: the NCCL process group, DDP and the run folder written by process 0
+timeout 90 python -m torch.distributed.run --standalone --nproc-per-node 1 -m lintorch.train \
+    --dataset fashion-mnist --device cuda --epochs 2 --logdir "$RUNS" --run-name torchrun \
+    --quiet --no-download > "$OUT/torchrun.txt" 2>&1
+python -c "import json,sys; m=json.load(open(sys.argv[1])); print(m['world_size'], m['backend'], m['test'])" \
+    "$RUNS/torchrun/metrics.json" >> "$OUT/torchrun.txt" 2>&1
+
+timeout 420 python experiments/benchmark.py --device cuda --json "$OUT/bench.json" \
     > "$OUT/bench.txt" 2>&1
 timeout 60 python -m lintorch.compare --no-train --device cuda --json "$OUT/compare.json" \
     > "$OUT/compare.txt" 2>&1
