@@ -5,7 +5,6 @@ with its goal where lintorch has one. No timing is asserted."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import math
 import os
@@ -18,6 +17,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from experiment_runner import load
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
@@ -29,12 +29,7 @@ SCRIPT = REPO / "experiments" / "benchmark.py"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["benchmark"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["benchmark"]
+    return load("benchmark")
 
 
 def test_the_floor_step_is_an_sgd_step_on_cross_entropy_plus_l2(bench):

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_data import one_line_error
 
 from lintorch import data
 from lintorch.data import DataCorruptError, DataNotFoundError
@@ -43,14 +44,6 @@ def traceable(n: int = 40, n_test: int = 9, x_train=None, x_test=None) -> dict:
 def save(path: Path, **arrays) -> Path:
     np.savez(path, **arrays)
     return path
-
-
-def one_line_error(error_type, fn, *args, **kwargs) -> str:
-    with pytest.raises(error_type) as info:
-        fn(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
 
 
 # --- loading ----------------------------------------------------------------------------------

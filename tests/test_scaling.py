@@ -4,7 +4,6 @@ its output as projected."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import subprocess
@@ -12,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from experiment_runner import load
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "scaling.py"
@@ -19,12 +19,7 @@ SCRIPT = REPO / "experiments" / "scaling.py"
 
 @pytest.fixture(scope="module")
 def scaling():
-    spec = importlib.util.spec_from_file_location("scaling", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scaling"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules["scaling"]
+    return load("scaling")
 
 
 @pytest.fixture

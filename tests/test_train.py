@@ -43,6 +43,19 @@ def quick(tmp_path, **kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def signal_after_epoch_2(args: list, sig: int) -> tuple[int, str]:
+    """Run the CLI, send it ``sig`` once it has printed epoch 2's line: (exit code, stderr)."""
+    proc = subprocess.Popen([sys.executable, "-m", "lintorch.train", *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    for line in proc.stdout:
+        if line.startswith("epoch   2/"):
+            proc.send_signal(sig)
+            break
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
 def final_weights(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
 
@@ -135,16 +148,8 @@ def test_interrupted_then_resumed_run_ends_with_the_same_weights(tmp_path, monke
 def test_ctrl_c_saves_a_checkpoint_and_resume_matches(tmp_path):
     args = ["--dataset", "fashion-mnist", "--data-root", FASHION, "--no-download", "--limit",
             1000, "--val-size", 200, "--epochs", 20, "--logdir", tmp_path, "--batch-size", 16]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "lintorch.train", *map(str, args),
-                             "--run-name", "int"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    for line in proc.stdout:
-        if line.startswith("epoch   2/"):
-            proc.send_signal(signal.SIGINT)
-            break
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err
+    code, err = signal_after_epoch_2([*args, "--run-name", "int"], signal.SIGINT)
+    assert code == 130, err
     assert "--resume" in err and "Traceback" not in err
     ckpt = tmp_path / "int" / "checkpoint.pt"
     assert 2 <= torch.load(ckpt, weights_only=False)["epoch"] < 20
@@ -505,15 +510,8 @@ def test_sigterm_keeps_the_checkpoint_and_exits_143(tmp_path):
     args = ["--dataset", "fashion-mnist", "--data-root", FASHION, "--no-download", "--limit",
             1000, "--val-size", 200, "--epochs", 50, "--logdir", tmp_path, "--batch-size", 16,
             "--run-name", "term", "--no-tensorboard"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "lintorch.train", *map(str, args)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    for line in proc.stdout:
-        if line.startswith("epoch   2/"):
-            proc.send_signal(signal.SIGTERM)
-            break
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
+    code, err = signal_after_epoch_2(args, signal.SIGTERM)
+    assert code == 143, err
     assert "--resume" in err and "Traceback" not in err
     assert 2 <= torch.load(tmp_path / "term/checkpoint.pt", weights_only=True)["epoch"] < 50
 
