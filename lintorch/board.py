@@ -1,7 +1,7 @@
 """What a run shows in TensorBoard, knowing nothing of the training loop: scalars, histograms,
-hparams, and figures of the class templates, the confusion matrix and 2-D decision regions. The
-figures are pyplot-free ``matplotlib.figure.Figure`` objects (no backend to select, safe in
-threads); matplotlib is imported inside the functions, saving ~0.3 s per import of lintorch."""
+hparams, and figures of the class templates and the confusion matrix. The figures are
+pyplot-free ``matplotlib.figure.Figure`` objects (no backend to select, safe in threads);
+matplotlib is imported inside the functions, saving ~0.3 s per import of lintorch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import math
 import numbers
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["confusion_figure", "confusion_matrix", "log_config_text", "log_epoch",
            "log_epoch_histograms", "log_final", "log_hparams", "read_scalars", "read_tags",
-           "regions_figure", "save_figure", "template_figure"]
+           "save_figure", "template_figure"]
 
 _DPI = 100
 # Screen pixels per template pixel: a 28x28 template is 112 px wide, enough to see strokes and
@@ -98,66 +98,6 @@ def confusion_figure(cm: Tensor, class_names: Sequence[str]) -> Figure:
     accuracy = int(cm.trace()) / max(total, 1)
     ax.set(xlabel="predicted", ylabel="true",
            title=f"accuracy {100 * accuracy:.1f}%  (n = {total})")
-    return fig
-
-
-def regions_figure(predict: Callable[[Tensor], Tensor], extent: tuple[float, float, float, float],
-                   points: Tensor | None = None, labels: Tensor | None = None,
-                   lines: Sequence[tuple[float, float, float]] | None = None,
-                   resolution: int = 200, title: str | None = None) -> Figure:
-    """Decision regions of a classifier of 2-D points, at most 10 classes: ``predict`` maps (M, 2)
-    float CPU points to their (M,) classes, under no_grad, on the centres of a grid ``resolution``
-    cells high over ``extent`` = (xmin, xmax, ymin, ymax), and each cell takes the light colour of
-    its class (tab20's pairs). ``points`` (N, 2) take the strong colour of their ``labels`` (or
-    black). ``lines[k]`` = (w1, w2, b), the line w1 x + w2 y + b = 0, is drawn in the strong colour
-    of class k, with an arrow along (w1, w2): toward the side where class k's score is positive."""
-    from matplotlib import colormaps
-    from matplotlib.colors import ListedColormap
-    from matplotlib.figure import Figure
-
-    xmin, xmax, ymin, ymax = (float(v) for v in extent)
-    if not (xmin < xmax and ymin < ymax) or resolution < 1:
-        raise ValueError(f"need xmin < xmax, ymin < ymax and resolution >= 1, got {extent}, "
-                         f"{resolution}")
-    pts = torch.zeros(0, 2) if points is None else points.detach().cpu().float()
-    if pts.dim() != 2 or pts.shape[1] != 2:
-        raise ValueError(f"points must be (N, 2), got {tuple(pts.shape)}")
-    if labels is not None:
-        labels = labels.detach().cpu().reshape(-1).long()
-        if len(labels) != len(pts):
-            raise ValueError(f"{len(labels)} labels for {len(pts)} points")
-        _check_classes(labels, "labels")
-    lines = [tuple(map(float, line)) for line in lines or []]
-    if len(lines) > 10:
-        raise ValueError(f"{len(lines)} lines: there are colours for 10 classes")
-
-    h, w = resolution, max(1, round(resolution * (xmax - xmin) / (ymax - ymin)))  # square cells
-    # Cell centres, bottom row first as imshow(origin="lower") draws them.
-    yy, xx = torch.meshgrid(torch.linspace(ymin, ymax, 2 * h + 1)[1::2],
-                            torch.linspace(xmin, xmax, 2 * w + 1)[1::2], indexing="ij")
-    with torch.no_grad():
-        pred = torch.as_tensor(predict(torch.stack([xx, yy], -1).reshape(-1, 2))).cpu()
-    if pred.numel() != h * w:
-        raise ValueError(f"predict returned {tuple(pred.shape)} for {h * w} points")
-    pred = pred.reshape(h, w).long()
-    _check_classes(pred, "predicted classes")
-
-    strong, light = colormaps["tab20"].colors[0::2], colormaps["tab20"].colors[1::2]
-    title_h = 0.2 + 0.17 * title.count("\n") if title else 0  # inches
-    fig = Figure(figsize=(5, 5 * h / w + title_h), dpi=_DPI, layout="constrained")
-    ax = fig.add_subplot()
-    # vmin/vmax put class k in the middle of the k-th of the 10 colours.
-    ax.imshow(pred.numpy(), cmap=ListedColormap(light), vmin=-0.5, vmax=9.5, origin="lower",
-              extent=(xmin, xmax, ymin, ymax), interpolation="nearest")
-    for k, line in enumerate(lines):
-        _draw_line(ax, line, strong[k], pts, 0.25 * min(xmax - xmin, ymax - ymin))
-    if len(pts):
-        colour = "black" if labels is None else [strong[k] for k in labels.tolist()]
-        ax.scatter(pts[:, 0].numpy(), pts[:, 1].numpy(), c=colour, s=18, edgecolors="white",
-                   linewidths=0.6, zorder=3)
-    ax.set(xlim=(xmin, xmax), ylim=(ymin, ymax))
-    if title:
-        ax.set_title(title, loc="left", fontsize=9)
     return fig
 
 
@@ -279,26 +219,3 @@ def _hparam_value(v):
 
 def _md_escape(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
-
-
-def _check_classes(classes: Tensor, what: str) -> None:
-    # Only 10 colour pairs: an 11th class would silently share class 0's colour.
-    lo, hi = (int(classes.min()), int(classes.max())) if classes.numel() else (0, 0)
-    if lo < 0 or hi > 9:
-        raise ValueError(f"{what} must lie in [0, 10), found [{lo}, {hi}]")
-
-
-def _draw_line(ax, line: tuple[float, float, float], colour, points: Tensor, step: float) -> None:
-    """w1 x + w2 y + b = 0, and an arrow of length ``step`` / 2 along (w1, w2)."""
-    w1, w2, b = line
-    if (norm := (w1 * w1 + w2 * w2) ** 0.5) == 0:
-        return
-    u = torch.tensor([w1, w2]) / norm
-    foot, along = -b / norm * u, torch.stack([-u[1], u[0]])  # foot: the point nearest the origin
-    ax.axline(foot.tolist(), (foot + along).tolist(), color=colour, linewidth=2)
-    # Lines of a classifier tend to cross near the data's centre, so the arrows start ``step``
-    # away from the foot, on the side with fewer points around, where they hide nothing.
-    starts = [foot + step * along, foot - step * along]
-    start = min(starts, key=lambda p: int(((points - p).norm(dim=1) < step / 2).sum()))
-    ax.annotate("", xy=(start + step / 2 * u).tolist(), xytext=start.tolist(),
-                arrowprops=dict(arrowstyle="-|>", color=colour, linewidth=2, mutation_scale=15))

@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from experiment_runner import load, run_main
+from matplotlib import colormaps
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -182,7 +184,11 @@ def test_gradient_check_passes_in_float64(numgrad):
                 # or (the hinge only) by a kink between the two points of the difference
                 allowed = ("great", "rounding floor") + (("kink crossed",) if loss == "svm" else ())
                 assert k["verdict"] in allowed and k["unexplained_max"] == 0, name
-                assert k["grad_check_max"] < 1e-2, name
+                # grad_check's coordinates are random and may straddle a hinge's kink (which
+                # ones do depends on the weights' last bits, i.e. on the thread count); the
+                # kink-aware check above explains the SVM's errors
+                if loss != "svm":
+                    assert k["grad_check_max"] < 1e-2, name
                 assert row(text, name).split()[-1] == k["verdict"].split()[-1]
     for name in ("linear softmax init", "linear softmax trained"):  # O(h) against O(h^2)
         k = checks[(name, "float64")]
@@ -303,3 +309,76 @@ def test_picture_shows_the_models_regions_and_hyperplanes():
         assert regions[i, j] == model(torch.tensor([[x, y]])).argmax().item()
     assert len(ax.lines) == 3 and len(ax.collections[0].get_offsets()) == len(d.test_x)
     assert ax.get_title(loc="left").startswith("a title\n")
+
+
+# --- geometric_2d.regions_figure ------------------------------------------------------------
+
+GEOMETRIC = load("geometric_2d")
+TAB20 = colormaps["tab20"].colors
+
+
+def quadrants(x: torch.Tensor) -> torch.Tensor:
+    """Class 0 left, 1 upper right, 2 lower right."""
+    return torch.where(x[:, 0] < 0, 0, torch.where(x[:, 1] > 0, 1, 2))
+
+
+def test_regions_figure_paints_the_predictions_at_cell_centres():
+    extent = (-2.0, 2.0, -1.0, 1.0)
+    fig = GEOMETRIC.regions_figure(quadrants, extent, resolution=10)
+    [image] = fig.axes[0].images
+    # 10 cells high, 20 wide (square cells); row 0 is the bottom one (origin="lower").
+    xs = -2.0 + (torch.arange(20) + 0.5) * 0.2
+    ys = -1.0 + (torch.arange(10) + 0.5) * 0.2
+    centres = torch.cartesian_prod(ys, xs).flip(1)  # (x, y), row-major from the bottom
+    expected = quadrants(centres).reshape(10, 20)
+    assert torch.equal(torch.from_numpy(np.asarray(image.get_array())).long(), expected)
+    assert image.origin == "lower" and tuple(image.get_extent()) == extent
+    for k in range(3):  # each region in the light colour of its class
+        assert image.cmap(image.norm(k)) == pytest.approx((*TAB20[2 * k + 1], 1.0))
+
+
+def test_regions_figure_points_and_lines():
+    points = torch.tensor([[1.0, 0.5], [-1.0, -0.5], [1.0, -0.5]])
+    lines = [(1.0, 0.0, 0.0), (0.0, 2.0, -1.0), (1.0, 1.0, 0.5), (0.0, 0.0, 1.0)]
+    fig = GEOMETRIC.regions_figure(quadrants, (-2, 2, -1, 1), points=points,
+                               labels=torch.tensor([1, 0, 2]), lines=lines, resolution=8,
+                               title="two\nlines")
+    ax = fig.axes[0]
+    [dots] = ax.collections
+    np.testing.assert_allclose(dots.get_offsets(), points.numpy())
+    np.testing.assert_allclose(dots.get_facecolors()[:, :3], [TAB20[2], TAB20[0], TAB20[4]])
+    assert len(ax.lines) == 3 and len(ax.texts) == 3  # the degenerate w = 0 is not drawn
+    for k, (line, arrow) in enumerate(zip(ax.lines, ax.texts)):
+        w1, w2, b = lines[k]
+        for x, y in (line.get_xy1(), line.get_xy2()):
+            assert w1 * x + w2 * y + b == pytest.approx(0, abs=1e-6)
+        assert line.get_color() == TAB20[2 * k]
+        x0, y0 = arrow.xyann  # the arrow starts on the line and points along w
+        assert w1 * x0 + w2 * y0 + b == pytest.approx(0, abs=1e-6)
+        dx, dy = np.subtract(arrow.xy, arrow.xyann)
+        assert dx * w1 + dy * w2 > 0 and dx * w2 - dy * w1 == pytest.approx(0, abs=1e-6)
+    assert ax.get_title(loc="left") == "two\nlines"
+    assert (ax.get_xlim(), ax.get_ylim()) == ((-2, 2), (-1, 1))
+
+
+def test_regions_figure_arrow_keeps_off_the_points():
+    crowd = torch.tensor([[0.1, 0.5], [-0.1, 0.6], [0.0, 0.4]])  # on x = 0, above the origin
+    for points, side in ((crowd, -1), (-crowd, 1)):
+        fig = GEOMETRIC.regions_figure(quadrants, (-2, 2, -1, 1), points=points,
+                                   lines=[(1.0, 0.0, 0.0)], resolution=4)
+        [arrow] = fig.axes[0].texts
+        assert np.sign(arrow.xyann[1]) == side
+
+
+def test_regions_figure_rejects_bad_input():
+    extent = (-1, 1, -1, 1)
+    with pytest.raises(ValueError, match="xmin < xmax"):
+        GEOMETRIC.regions_figure(quadrants, (1, -1, -1, 1))
+    with pytest.raises(ValueError, match=r"points must be \(N, 2\)"):
+        GEOMETRIC.regions_figure(quadrants, extent, points=torch.zeros(4, 3))
+    with pytest.raises(ValueError, match="3 labels for 4 points"):
+        GEOMETRIC.regions_figure(quadrants, extent, points=torch.zeros(4, 2), labels=torch.zeros(3))
+    with pytest.raises(ValueError, match="for 64 points"):
+        GEOMETRIC.regions_figure(lambda x: quadrants(x)[1:], extent, resolution=8)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 10\), found \[0, 10\]"):
+        GEOMETRIC.regions_figure(lambda x: quadrants(x) * 5, extent, resolution=8)
