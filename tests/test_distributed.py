@@ -75,7 +75,8 @@ RECIPES = {
     "mlp-svm-l1": dict(epochs=3, model="mlp", hidden=16, loss="svm", **{
         "reg-type": "l1", "reg": 1e-3, "batch-size": 50, "lr-decay": "step", "lr-step": 1}),
     # 501 rows in batches of 4: the last batch holds 1 row, so one process's share is empty
-    "batch-not-dividing-n": dict(epochs=1, **{"batch-size": 4, "reg": 1e-2}),
+    "batch-not-dividing-n-exp": dict(epochs=2, **{"batch-size": 4, "reg": 1e-2,
+                                                  "lr-decay": "exp", "lr-gamma": 0.5}),
 }
 
 
@@ -111,7 +112,7 @@ def test_only_process_0_writes_one_run_folder(tmp_path, features):
 
 @pytest.mark.slow
 def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(tmp_path, features):
-    recipe = dict(epochs=40, **{"batch-size": 8, "momentum": 0.9, "reg": 1e-3,
+    recipe = dict(epochs=40, **{"batch-size": 8, "momentum": 0.9, "reg": 1e-3, "lr-decay": "none",
                                 "run-name": "r", "no-tensorboard": True})
     proc = torchrun("lintorch.train", flags(features, tmp_path / "runs", **recipe),
                     torchrun_flags=["--max-restarts", "1"], wait=False)
@@ -131,6 +132,26 @@ def test_a_killed_worker_is_restarted_and_the_run_ends_as_if_uninterrupted(tmp_p
     for name, w in weights(tmp_path / "runs" / "r").items():
         torch.testing.assert_close(w, dict(model.named_parameters())[name].detach(),
                                    rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_sigterm_to_torchrun_stops_every_process_and_keeps_the_checkpoint(tmp_path, features):
+    proc = torchrun("lintorch.train", flags(features, tmp_path / "runs", epochs=500, **{
+        "batch-size": 8, "run-name": "r", "no-tensorboard": True}), wait=False)
+    checkpoint = tmp_path / "runs" / "r" / "checkpoint.pt"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # a finished epoch's checkpoint
+        if checkpoint.exists() and torch.load(checkpoint, weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.02)
+    workers = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)  # what a scheduler sends; torchrun passes it on
+    out, _ = proc.communicate(timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert out.count("interrupted; resume with: python -m lintorch.train --resume") == 2, out
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert 1 <= torch.load(checkpoint, weights_only=True)["epoch"] < 500
 
 
 @pytest.mark.slow
