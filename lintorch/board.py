@@ -8,14 +8,14 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
+
+from . import cli
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -106,13 +106,9 @@ def save_figure(fig: Figure, path) -> None:
     whole or not at all: it is written to a temporary file beside it, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A unique name, so that two threads or processes writing the same path do not collide.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        cli.write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
-        tmp.unlink(missing_ok=True)
         if fig.canvas.manager is not None:  # made by pyplot, which holds on to it until closed
             import matplotlib.pyplot as plt
 

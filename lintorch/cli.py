@@ -10,6 +10,7 @@ import os
 import platform
 import signal
 import sys
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -50,7 +51,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> No
     """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``: a crash
     or a kill leaves the old file or the new one, never half of one."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # a name of its own, so that two threads or processes writing one path do not collide
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
