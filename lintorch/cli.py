@@ -156,11 +156,13 @@ def explicit_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
 
 
 def dataset_name(text: str) -> str:
-    """argparse type of --dataset: a built-in data set's name or the path of an .npz file."""
-    if text in data.DATASETS or data.is_npz(text):
+    """argparse type of --dataset: a built-in data set's name, the path of an .npz file, or an
+    existing folder (of images)."""
+    if data.kind(text) != "folder" or Path(text).expanduser().is_dir():
         return text
     raise argparse.ArgumentTypeError(
-        f"must be one of {', '.join(data.DATASETS)} or the path of an .npz file, got {text!r}")
+        f"must be one of {', '.join(data.DATASETS)}, the path of an .npz file or of a folder of "
+        f"images, got {text!r} (no such folder)")
 
 
 def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
@@ -168,8 +170,11 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     per = "default: per data set, listed below"
     a = parser.add_argument
     a("--dataset", default="cifar10", type=dataset_name, metavar="{" + ",".join(data.DATASETS)
-      + "} or PATH.npz", help="data set to train on, or an .npz file of your own features "
-      "(x_train, y_train, x_test, y_test, optionally classes)")
+      + "} or PATH.npz or FOLDER", help="data set to train on, an .npz file of your own features "
+      "(x_train, y_train, x_test, y_test, optionally classes), or a folder of images "
+      "(FOLDER/train/<class>/<image>, FOLDER/test/<class>/<image>; decoded once, then read "
+      "from a cache in $LINTORCH_CACHE, else $XDG_CACHE_HOME/lintorch, else "
+      "~/.cache/lintorch)")
     a("--model", default="linear", choices=config.MODELS, help="linear classifier or sigmoid MLP")
     a("--hidden", type=positive(int), nargs="+", default=None,
       help=f"hidden layer sizes of the MLP ({per})")

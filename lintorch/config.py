@@ -45,6 +45,8 @@ DATASET_DEFAULTS = {
     },
 }
 DATASET_DEFAULTS["mnist"] = DATASET_DEFAULTS["fashion-mnist"]
+# A folder of images of your own: the defaults chosen on CIFAR-10, the natural images.
+DATASET_DEFAULTS["folder"] = DATASET_DEFAULTS["cifar10"]
 # Rates for the SVM where its validation accuracy preferred another one.
 SVM_OVERRIDES = {"fashion-mnist": {"linear": dict(lr=0.01)}, "mnist": {"linear": dict(lr=0.01)}}
 PER_DATASET = ("epochs", "batch_size", "lr", "lr_decay", "momentum", "reg", "hidden")
@@ -60,7 +62,8 @@ class TrainConfig:
     """Every knob of a run; the CLI's flags map to these fields one to one.
 
     Fields left at None take the data set's default (``DATASET_DEFAULTS``). ``dataset`` is one
-    of ``data.DATASETS`` or the path of an .npz file of your own features.
+    of ``data.DATASETS``, the path of an .npz file of your own features, or the path of a folder
+    of images (``train/<class>/<image>``, ``test/<class>/<image>``).
     """
 
     dataset: str = "cifar10"
@@ -97,15 +100,12 @@ class TrainConfig:
         """A copy with the per-data-set defaults filled in and every choice validated."""
         paths = {k: os.fspath(getattr(self, k)) for k in PATHS if getattr(self, k) is not None}
         cfg = dataclasses.replace(self, **paths)
-        if cfg.dataset not in data.DATASETS and not data.is_npz(cfg.dataset):
-            raise ValueError(f"dataset must be one of {data.DATASETS} or the path of an .npz "
-                             f"file, got {cfg.dataset!r}")
         for name, choices in [("model", MODELS), ("loss", LOSSES), ("impl", IMPLS),
                               ("reg_type", REG_TYPES), ("device", DEVICES), ("dtype", DTYPES),
                               ("preprocess", data.PREPROCESS)]:
             if getattr(cfg, name) not in choices:
                 raise ValueError(f"{name} must be one of {choices}, got {getattr(cfg, name)!r}")
-        kind = "npz" if data.is_npz(cfg.dataset) else cfg.dataset
+        kind = data.kind(cfg.dataset)
         defaults = dict(DATASET_DEFAULTS[kind][cfg.model])
         if cfg.loss == "svm":
             defaults.update(SVM_OVERRIDES.get(kind, {}).get(cfg.model, {}))
@@ -147,7 +147,8 @@ class TrainConfig:
 
 def defaults_epilog(model: str | None = None) -> str:
     """The per-data-set defaults as a table for --help (``model``: that model's only)."""
-    lines = ["per-data-set defaults (for flags left unset; 'npz' is your own .npz file):"]
+    lines = ["per-data-set defaults (for flags left unset; 'npz' is your own .npz file, "
+             "'folder' your own folder of images):"]
     for name, by_model in DATASET_DEFAULTS.items():
         for m, values in by_model.items():
             if model in (None, m):

@@ -1,8 +1,9 @@
 """Image classification data sets as whole tensors, and their preparation for training.
 
 CIFAR-10, Fashion-MNIST and MNIST are small enough to live in memory (and on the GPU) as one
-tensor each: read straight from their distribution formats (or one's own .npz of arrays) into
-tensors, with no DataLoader and no PIL, so that a training step is just indexing into a tensor.
+tensor each: read straight from their distribution formats (or one's own .npz of arrays, or a
+folder of image files, lintorch/image_folder.py) into tensors, with no DataLoader and no
+per-image transforms, so that a training step is just indexing into a tensor.
 """
 
 from __future__ import annotations
@@ -75,14 +76,26 @@ def is_npz(name: str | os.PathLike) -> bool:
     return isinstance(name, (str, os.PathLike)) and os.fsdecode(name).lower().endswith(".npz")
 
 
-def load_dataset(name: str | os.PathLike, root: str | os.PathLike | None = None,
-                 download: bool = True) -> RawData:
-    """Load data set `name` (one of DATASETS, or an .npz path) from `root` (see resolve_root),
-    else from Debian's SYSTEM_ROOTS when no root was named, else download it into `root`."""
+def kind(name: str | os.PathLike) -> str:
+    """What data set `name` names: one of DATASETS, "npz" (an .npz file) or "folder" (any other
+    path: a folder of images, see lintorch/image_folder.py)."""
     if is_npz(name):
+        return "npz"
+    return name if name in DATASETS else "folder"
+
+
+def load_dataset(name: str | os.PathLike, root: str | os.PathLike | None = None,
+                 download: bool = True, progress: bool = True) -> RawData:
+    """Load data set `name` from `root` (see resolve_root), else from Debian's SYSTEM_ROOTS when
+    no root was named, else download it into `root`. `name` is one of DATASETS, the path of an
+    .npz file, or the path of an image folder (decoded once, with a progress bar if `progress`,
+    then read from a cache; `root` plays no part in either)."""
+    if kind(name) == "npz":
         return _load_npz(Path(name).expanduser())
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if kind(name) == "folder":
+        from .image_folder import load_image_folder  # PIL and a process pool, only when needed
+
+        return load_image_folder(name, progress)
     if name == "cifar10":
         return _load_cifar10(resolve_root(root), download)
     return _load_idx_dataset(name, resolve_root(root), download, _idx_folders(name, root))

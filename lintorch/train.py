@@ -65,7 +65,8 @@ class CheckpointError(ValueError):
 
 def load_data(cfg: TrainConfig, device: torch.device) -> tuple[data.Prepared, str]:
     """The config's data set, split and preprocessed, on ``device``; and its name."""
-    raw = data.load_dataset(cfg.dataset, cfg.data_root, download=not cfg.no_download)
+    raw = data.load_dataset(cfg.dataset, cfg.data_root, download=not cfg.no_download,
+                            progress=not cfg.quiet)
     d = data.prepare(raw, val_size=cfg.val_size, preprocess=cfg.preprocess, seed=cfg.seed,
                      device=device, dtype=getattr(torch, cfg.dtype), limit=cfg.limit)
     if cfg.augment and len(d.image_shape) != 3:
@@ -168,7 +169,8 @@ def load_checkpoint(path: str) -> dict:
 
 
 def default_run_name(cfg: TrainConfig) -> str:
-    dataset = Path(cfg.dataset).stem if data.is_npz(cfg.dataset) else cfg.dataset
+    dataset = {"npz": Path(cfg.dataset).stem, "folder": Path(cfg.dataset).absolute().name
+               }.get(data.kind(cfg.dataset), cfg.dataset)
     return f"{dataset}-{cfg.model}-{cfg.loss}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

@@ -19,3 +19,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cache_outside_home(tmp_path_factory):
+    # Decoded image folders are cached in ~/.cache/lintorch by default; tests keep theirs (and
+    # their subprocesses') in a folder of the session.
+    import os
+
+    os.environ["LINTORCH_CACHE"] = str(tmp_path_factory.mktemp("lintorch-cache"))
+    yield

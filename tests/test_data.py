@@ -387,8 +387,9 @@ def test_debian_fashion_mnist_from_any_folder(debian_fashion_mnist, tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unknown_dataset():
-    with pytest.raises(ValueError, match="cifar10, fashion-mnist, mnist"):
+def test_unknown_dataset_is_taken_for_a_folder_that_is_not_there(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(data.DataNotFoundError, match="cifar10, fashion-mnist, mnist"):
         data.load_dataset("imagenet")
 
 
