@@ -84,6 +84,14 @@ def kind(name: str | os.PathLike) -> str:
     return name if name in DATASETS else "folder"
 
 
+def short_name(name: str | os.PathLike) -> str:
+    """A name for run folders and titles: the built-in name, the .npz file's stem, the folder's
+    name."""
+    if kind(name) == "npz":
+        return Path(name).stem
+    return Path(name).absolute().name if kind(name) == "folder" else name
+
+
 def load_dataset(name: str | os.PathLike, root: str | os.PathLike | None = None,
                  download: bool = True, progress: bool = True) -> RawData:
     """Load data set `name` from `root` (see resolve_root), else from Debian's SYSTEM_ROOTS when

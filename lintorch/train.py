@@ -169,9 +169,8 @@ def load_checkpoint(path: str) -> dict:
 
 
 def default_run_name(cfg: TrainConfig) -> str:
-    dataset = {"npz": Path(cfg.dataset).stem, "folder": Path(cfg.dataset).absolute().name
-               }.get(data.kind(cfg.dataset), cfg.dataset)
-    return f"{dataset}-{cfg.model}-{cfg.loss}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return (f"{data.short_name(cfg.dataset)}-{cfg.model}-{cfg.loss}-"
+            f"{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 @dataclass
