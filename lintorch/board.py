@@ -137,8 +137,9 @@ def log_epoch(writer, row: dict, model: nn.Module | None = None, image_shape=Non
 
 def log_final(writer, config: dict, step: int, test_accuracy: float | None,
               metrics: dict) -> None:
-    """The test accuracy (``accuracy/test``), and the run's config and final metrics for the
-    HPARAMS tab (``hparam/test_accuracy`` and ``metrics``)."""
+    """The test accuracy (``accuracy/test``), and for the HPARAMS tab the run's hparams
+    (``config``: its recipe, ``lintorch.config.recipe``) and final metrics
+    (``hparam/test_accuracy`` and ``metrics``)."""
     if test_accuracy is not None:
         writer.add_scalar("accuracy/test", test_accuracy, step)
     log_hparams(writer, config, {

@@ -55,6 +55,15 @@ PER_DATASET = ("epochs", "batch_size", "lr", "lr_decay", "momentum", "reg", "hid
 FREE_ON_RESUME = ("epochs", "device", "data_root", "no_download", "quiet", "tensorboard",
                   "cuda_graphs", "resume")
 PATHS = ("dataset", "data_root", "logdir", "resume")
+# Every field is one or the other (tests/test_config.py checks): the recipe, what changes the
+# result and so what TensorBoard's HPARAMS tab shows (``recipe``); and where the run reads and
+# writes, what it prints, and how fast it gets there. ``limit`` is recipe: 2,000 images train
+# another model than 60,000. The device is not: it changes the rounding, not what is trained.
+RECIPE = ("dataset", "model", "hidden", "loss", "impl", "epochs", "batch_size", "lr",
+          "lr_decay", "lr_step", "lr_gamma", "momentum", "reg", "reg_type", "preprocess",
+          "augment", "val_size", "limit", "seed", "dtype")
+NOT_RECIPE = ("data_root", "logdir", "run_name", "resume", "quiet", "tensorboard", "cuda_graphs",
+              "no_download", "device")
 
 
 @dataclass
@@ -143,6 +152,18 @@ class TrainConfig:
             data_root=self.data_root or base.data_root, device=self.device,
             no_download=self.no_download, quiet=self.quiet, tensorboard=self.tensorboard,
             cuda_graphs=self.cuda_graphs)
+
+
+def recipe(cfg: TrainConfig) -> dict:
+    """The fields of ``RECIPE`` that this (resolved) run uses, for the HPARAMS tab: ``hidden``
+    for the MLP only, ``lr_step`` for the step decay only, ``lr_gamma`` for step and exp only,
+    ``limit`` only when set (unset, the run trains on the whole training split)."""
+    # An unused field would show a value that changed nothing, and two runs that differ only
+    # there would look like two recipes. An unset limit would also be the string "None" in a
+    # column of numbers.
+    unused = {"hidden": cfg.model != "mlp", "lr_step": cfg.lr_decay != "step",
+              "lr_gamma": cfg.lr_decay not in ("step", "exp"), "limit": cfg.limit is None}
+    return {k: getattr(cfg, k) for k in RECIPE if not unused.get(k)}
 
 
 def defaults_epilog(model: str | None = None) -> str:

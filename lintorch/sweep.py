@@ -468,7 +468,7 @@ def open_writers(cfgs, sweep_dir: Path, names: list[str]) -> list:
 def log_final(writer, cfg: train.TrainConfig, model: dict) -> None:
     e = model["history"][-1]["epoch"] if model["history"] else 0
     val = model["val"]["accuracy"]
-    board.log_final(writer, {**dataclasses.asdict(cfg), "diverged": model["diverged"]}, e,
+    board.log_final(writer, {**train.recipe(cfg), "diverged": model["diverged"]}, e,
                     model["test"]["accuracy"], {"hparam/val_accuracy": math.nan if val is None
                                                 else val})
 

@@ -34,6 +34,7 @@ from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is
     LR_DECAYS,
     MODELS,
     TrainConfig,
+    recipe,
 )
 from .cuda_graph import GraphedStep
 from .models import LinearClassifier, SigmoidMLP
@@ -392,7 +393,7 @@ def log_final(writer, cfg: TrainConfig, result: dict, d: data.Prepared) -> None:
     e = result["history"][-1]["epoch"] if result["history"] else 0
     writer.add_figure("confusion", board.confusion_figure(
         torch.tensor(result["confusion_matrix"]), d.classes), e)
-    board.log_final(writer, dataclasses.asdict(cfg), e, result["test"]["accuracy"], {
+    board.log_final(writer, recipe(cfg), e, result["test"]["accuracy"], {
         "hparam/val_accuracy": result["val"]["accuracy"],
         "hparam/train_loss": result["train"]["loss"]})
 

@@ -194,6 +194,12 @@ def test_each_model_is_its_own_tensorboard_run_with_hparams(tmp_path):
         content[hp_metadata.SESSION_START_INFO_TAG])
     assert start.hparams["lr"].number_value == pytest.approx(0.1)
     assert start.hparams["reg"].number_value == pytest.approx(1e-3)
+    # The HPARAMS tab shows the recipe (a linear model, cosine decay: no hidden, lr_step,
+    # lr_gamma; no limit) and whether the model diverged; sweep.json keeps the whole config.
+    assert set(start.hparams) == {"dataset", "model", "loss", "impl", "epochs", "batch_size",
+                                  "lr", "lr_decay", "momentum", "reg", "reg_type", "preprocess",
+                                  "augment", "val_size", "seed", "dtype", "diverged"}
+    assert set(saved["config"]) == {f.name for f in dataclasses.fields(train.TrainConfig)}
 
 
 def test_model_names_are_short_and_distinct():

@@ -56,6 +56,18 @@ def signal_after_epoch_2(args: list, sig: int) -> tuple[int, str]:
     return proc.returncode, err
 
 
+def hparams_shown(run_dir: Path) -> dict:
+    """The hparams of the run's session as TensorBoard's HPARAMS tab reads them: name -> value."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    acc = EventAccumulator(str(run_dir))
+    acc.Reload()
+    start = metadata.parse_session_start_info_plugin_data(
+        acc.PluginTagToContent(metadata.PLUGIN_NAME)[metadata.SESSION_START_INFO_TAG])
+    return {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
+
+
 def final_weights(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
 
@@ -113,6 +125,26 @@ def test_cli_run_on_a_cifar10_layout_data_set(tmp_path):
     assert m["config"]["dataset"] == "cifar10" and m["config"]["hidden"] == [16, 8]
     assert len(m["per_class_test_accuracy"]) == 10
     assert "airplane" in m["per_class_test_accuracy"]
+
+
+@needs_fashion
+@pytest.mark.parametrize("kw, used", [
+    (dict(model="linear", lr_decay="cosine"), set()),
+    (dict(model="mlp", hidden=[16], lr_decay="step", lr_step=1, lr_gamma=0.5),
+     {"hidden", "lr_step", "lr_gamma"}),
+], ids=["linear-cosine", "mlp-step"])
+def test_hparams_tab_shows_the_recipe_and_metrics_json_the_whole_config(tmp_path, kw, used):
+    cfg = quick(tmp_path, tensorboard=True, epochs=1, limit=500, val_size=100, **kw)
+    m = train.fit(cfg)
+    shown = hparams_shown(Path(m["run_dir"]))
+    assert set(shown) == {"dataset", "model", "loss", "impl", "epochs", "batch_size", "lr",
+                          "lr_decay", "momentum", "reg", "reg_type", "preprocess", "augment",
+                          "val_size", "limit", "seed", "dtype"} | used
+    assert shown["limit"] == 500 and shown["lr_decay"] == kw["lr_decay"]
+    if "hidden" in used:
+        assert (shown["hidden"], shown["lr_step"], shown["lr_gamma"]) == ("[16]", 1, 0.5)
+    saved = json.loads((Path(m["run_dir"]) / "metrics.json").read_text())
+    assert saved["config"] == train.dataclasses.asdict(cfg.resolved())
 
 
 # --- reliability --------------------------------------------------------------------------
