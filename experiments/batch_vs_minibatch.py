@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> dict:
     d = report.load_prepared(args, args.limit)
     n = d.train_x.shape[0]
     sizes = sorted({b for b in args.batch_sizes if b < n}) + [n]
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    name = data.short_name(args.dataset)  # a path never goes into a folder name or a title
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, name)
     with report.torch_threads(args.threads):
         equal_epochs = [train_one(b, args.epochs, d, args, run_dir) for b in sizes]
         slowest = max(equal_epochs, key=lambda k: k["epoch_seconds"])
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
             same = epochs == args.epochs and args.time_budget is None
             run = k if same else train_one(k["batch_size"], epochs, d, args, run_dir)
             equal_time.append({**run, "capped": capped})
-    r = {"dataset": args.dataset, "loss": args.loss, "train_images": n, "epochs": args.epochs,
+    r = {"dataset": name, "loss": args.loss, "train_images": n, "epochs": args.epochs,
          "time_budget_s": budget, "time_note": note, "max_epochs": args.max_epochs,
          "equal-epochs": equal_epochs, "equal-time": equal_time}
     print(table(r))

@@ -30,7 +30,7 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from lintorch import board, data, report
+from lintorch import board, cli, data, report
 from lintorch.train import TrainConfig, train_model
 
 EXPERIMENT = "geometric_2d"
@@ -56,7 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/geometric_2d.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=data.DATASETS, default=None,
+    p.add_argument("--dataset", type=cli.dataset_name, default=None,
+                   metavar=cli.DATASET_METAVAR,
                    help="unused: the data are 2-D toy points (taken so that every experiment "
                         "takes the same flags)")
     p.add_argument("--data-root", default=None, help="unused, as --dataset")

@@ -97,8 +97,9 @@ def run(args: argparse.Namespace) -> dict:
         print(f"lambda {lam:g}: test {100 * rows[-1]['test_accuracy']:.2f}%", file=sys.stderr)
     best_val = max(rows, key=lambda r: r["val_accuracy"])
     best_test = max(rows, key=lambda r: r["test_accuracy"])
-    return {"dataset": args.dataset, "preprocess": args.preprocess, "train_images": x.shape[0],
-            "val_images": val_x.shape[0], "test_images": test_x.shape[0], "rows": rows,
+    return {"dataset": data.short_name(args.dataset), "preprocess": args.preprocess,
+            "train_images": x.shape[0], "val_images": val_x.shape[0],
+            "test_images": test_x.shape[0], "rows": rows,
             "chosen_on_validation": best_val, "best_test_oracle": best_test}
 
 

@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
     d = report.load_prepared(args, args.limit)
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    dataset = data.short_name(args.dataset)  # a path never goes into a file name or a title
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, dataset)
     with report.torch_threads(args.threads):
         results = [train_one(name, loss, hidden, d, args, run_dir)
                    for name, loss, hidden in runs(args.quick)]
@@ -134,10 +135,10 @@ def main(argv: list[str] | None = None) -> dict:
         Path(args.figures_dir).mkdir(parents=True, exist_ok=True)
         for k in results:
             if "templates_png" in k:
-                path = Path(args.figures_dir) / f"templates_{args.dataset}_{k['loss']}.png"
+                path = Path(args.figures_dir) / f"templates_{dataset}_{k['loss']}.png"
                 shutil.copyfile(k["templates_png"], path)
                 figures.append(str(path))
-    r = {"dataset": args.dataset, "train_images": d.train_x.shape[0], "runs": results,
+    r = {"dataset": dataset, "train_images": d.train_x.shape[0], "runs": results,
          "figures": figures}
     print(table(r))
     for k in results:

@@ -147,10 +147,11 @@ def main(argv: list[str] | None = None) -> dict:
     lr = args.lr if args.lr is not None else 5 * defaults.lr
     args.batch_size = args.batch_size or defaults.batch_size
     d = report.load_prepared(args, args.limit)
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    name = data.short_name(args.dataset)  # a path never goes into a folder name or a title
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, name)
     with report.torch_threads(args.threads):
         runs = [train_one(s, lr, d, args, run_dir) for s in SCHEDULES]
-    r = {"dataset": args.dataset, "loss": args.loss, "train_images": d.train_x.shape[0],
+    r = {"dataset": name, "loss": args.loss, "train_images": d.train_x.shape[0],
          "batch_size": args.batch_size, "epochs": args.epochs, "last": args.last, "runs": runs}
     print(table(r))
     const = runs[0]

@@ -458,7 +458,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     d, source = load_data(args)
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, data.short_name(args.dataset))
     nets = models(args, d, run_dir)
     x = d.train_x[:args.batch_size].double().flatten(1)
     y = d.train_y[:args.batch_size]

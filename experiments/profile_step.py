@@ -86,13 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
     self_us = sum(e.self_cpu_time_total for e in events)
     floor_us = sum(e.self_cpu_time_total for e in events if e.key in FLOOR_OPS)
     sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
-    print(f"{args.dataset}, linear {args.loss}, batch {args.batch_size}, {steps} steps, "
-          f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{data.short_name(args.dataset)}, linear {args.loss}, batch {args.batch_size}, "
+          f"{steps} steps, {device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"wall time per step {1e6 * epoch_s / steps:.0f} us unprofiled; under the profiler, "
           f"host time {self_us / steps:.0f} us, of which index_select + mm (the bare "
           f"loop's work) {floor_us / steps:.0f} us ({100 * floor_us / self_us:.0f}%)")
     print(events.table(sort_by=sort, row_limit=args.rows))
-    return {"dataset": args.dataset, "device": device, "steps": steps,
+    return {"dataset": data.short_name(args.dataset), "device": device, "steps": steps,
             "wall_us_per_step": 1e6 * epoch_s / steps, "host_us_per_step": self_us / steps,
             "floor_ops_us_per_step": floor_us / steps,
             "ops": {e.key: e.self_cpu_time_total / steps for e in events}}

@@ -250,11 +250,12 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
     d = load_data(args)
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    name = data.short_name(args.dataset)  # a path never goes into a folder name or a title
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, name)
     with report.torch_threads(args.threads):
         methods = [search_method(m, d, args, run_dir) for m in METHODS if m != "sgd"]
         methods.append(sgd_method(d, args, run_dir))
-    r = {"dataset": args.dataset, "loss": args.loss, "budget": args.budget,
+    r = {"dataset": name, "loss": args.loss, "budget": args.budget,
          "batch_size": args.batch_size, "train_images": d.train_x.shape[0], "methods": methods}
     print(table(r))
     sgd = methods[-1]

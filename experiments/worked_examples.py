@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     text = tables(r)
     print("\n\n".join(text))
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, args.dataset)
+    run_dir = report.run_dir(args.logdir, EXPERIMENT, data.short_name(args.dataset))
     log_to_tensorboard(run_dir, r, text)
     r["run_dir"] = str(run_dir)
     r["seconds"] = time.perf_counter() - t0

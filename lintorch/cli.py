@@ -155,6 +155,9 @@ def explicit_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return {dest for dest, value in vars(probe).items() if value is not unset}
 
 
+DATASET_METAVAR = "{" + ",".join(data.DATASETS) + "} or PATH.npz or FOLDER"  # --dataset's
+
+
 def dataset_name(text: str) -> str:
     """argparse type of --dataset: a built-in data set's name, the path of an .npz file, or an
     existing folder (of images)."""
@@ -169,8 +172,8 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     """The flags of TrainConfig, shared by ``lintorch.train`` and ``lintorch.sweep``."""
     per = "default: per data set, listed below"
     a = parser.add_argument
-    a("--dataset", default="cifar10", type=dataset_name, metavar="{" + ",".join(data.DATASETS)
-      + "} or PATH.npz or FOLDER", help="data set to train on, an .npz file of your own features "
+    a("--dataset", default="cifar10", type=dataset_name, metavar=DATASET_METAVAR,
+      help="data set to train on, an .npz file of your own features "
       "(x_train, y_train, x_test, y_test, optionally classes), or a folder of images "
       "(FOLDER/train/<class>/<image>, FOLDER/test/<class>/<image>; decoded once, then read "
       "from a cache in $LINTORCH_CACHE, else $XDG_CACHE_HOME/lintorch, else "

@@ -236,9 +236,10 @@ def format_report(results: dict) -> str:
                 [[impl, f"{100 * r['test_accuracy']:.2f}%", f"{100 * r['val_accuracy']:.2f}%",
                   f"{r['train_loss']:.4f}", r["run_dir"]] for impl, r in t["runs"].items()]))
             parts.append(
-                f"{t['dataset']}, {t['epochs']} epochs on {t['device']}: largest |dW| = "
-                f"{t['max_abs_weight_diff']:.2e} (largest |W| {t['max_abs_weight']:.2e}, "
-                f"tolerance {t['tolerance']:.2e}): {'ok' if t['ok'] else 'FAIL'}")
+                f"{data.short_name(t['dataset'])}, {t['epochs']} epochs on {t['device']}: "
+                f"largest |dW| = {t['max_abs_weight_diff']:.2e} (largest |W| "
+                f"{t['max_abs_weight']:.2e}, tolerance {t['tolerance']:.2e}): "
+                f"{'ok' if t['ok'] else 'FAIL'}")
             parts.append(f"overlay the curves with: tensorboard --logdir {t['logdir']}")
     parts.append(f"\n{'all differences within tolerance' if results['ok'] else 'FAILED'}")
     return "\n".join(parts)
@@ -280,8 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
     a, count = parser.add_argument, cli.positive(int)
     a("--no-train", action="store_true", help="skip the training overlay")
     a("--no-speed", action="store_true", help="skip the timings")
-    a("--dataset", choices=data.DATASETS,
-      help="data set of the training overlay; unset: CIFAR-10 if found, else Fashion-MNIST")
+    a("--dataset", type=cli.dataset_name, metavar=cli.DATASET_METAVAR,
+      help="data set of the training overlay, as lintorch.train takes it; unset: CIFAR-10 if "
+           "found, else Fashion-MNIST")
     a("--data-root", help="data folder; unset: $LINTORCH_DATA, else ./data")
     a("--epochs", type=count, default=3, help="epochs of each training run")
     a("--limit", type=count, help="train on the first N training images only")

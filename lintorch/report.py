@@ -43,8 +43,11 @@ def torch_threads(n: int):
 def add_data_flags(parser: argparse.ArgumentParser, dataset_help: str = "data set") -> None:
     """--dataset, --data-root and --no-download, as every experiment on real data takes them."""
     a = parser.add_argument
-    a("--dataset", choices=data.DATASETS, default=None,
-      help=f"{dataset_help} (default: cifar10 if found under the data root, else fashion-mnist)")
+    # What lintorch.train takes; the experiments name their runs and figures after
+    # data.short_name, never after a path.
+    a("--dataset", type=cli.dataset_name, default=None, metavar=cli.DATASET_METAVAR,
+      help=f"{dataset_help}: a built-in one, an .npz file or a folder of images (default: "
+           "cifar10 if found under the data root, else fashion-mnist)")
     a("--data-root", help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
     a("--no-download", action="store_true", help="never download missing data")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from experiment_runner import load, run_main
+from experiment_runner import assert_runs_only_under, image_folder, load, run_main
 from matplotlib import colormaps
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -150,6 +150,18 @@ def test_default_data_set_is_cifar10_where_it_is_found(tmp_path):
     r, text = run_main("numerical_gradient", [*args, "--num-checks", "2"])
     assert r["data"] == "cifar10"
     assert row(text, "linear svm at a kink").endswith("kink crossed")
+
+
+@pytest.mark.parametrize("experiment, extra", [("worked_examples", []),
+                                               ("numerical_gradient", ["--num-checks", "2"])])
+def test_a_folder_of_images_names_the_run_after_itself(experiment, extra, tmp_path):
+    pets = image_folder(tmp_path / "images", n_train=200)  # numerical_gradient holds 500 out
+    r, text = run_main(experiment, ["--quick", "--dataset", str(pets), "--logdir",
+                                    str(tmp_path / "runs"), *extra])
+    group = assert_runs_only_under(tmp_path / "runs", experiment, "pets")
+    assert r["run_dir"] == str(group) and str(pets) not in text
+    data_set = r["initial_loss"]["dataset"] if experiment == "worked_examples" else r["data"]
+    assert data_set == "pets"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from experiment_runner import load, run_main
+from experiment_runner import assert_runs_only_under, image_folder, load, run_main
 from PIL import Image
 
 from lintorch import append_ones, board
@@ -275,6 +275,33 @@ def test_cifar10_is_the_default_where_it_is_found(tmp_path):
         assert img.size[0] > 10 * 32 * 4  # colour templates, 32x32 tiles
     r, text = run_main("search_vs_gradient", args[:-3] + ["--budget", "20"])
     assert r["dataset"] == "cifar10" and r["methods"][-1]["evaluations"] == 20
+
+
+# ---------------------------------------------------------------------------------------------
+# A folder of images as --dataset
+
+
+@pytest.fixture(scope="module")
+def pets(tmp_path_factory):
+    return image_folder(tmp_path_factory.mktemp("images"), n_train=120)
+
+
+@pytest.mark.parametrize("experiment", ["search_vs_gradient", "batch_vs_minibatch", "lr_decay",
+                                        "losses_and_models"])
+def test_a_folder_names_the_runs_and_figures_after_itself(experiment, pets, tmp_path):
+    figures = ["--figures", "--figures-dir", str(tmp_path / "figures")]
+    r, text = run_main(experiment, ["--quick", "--dataset", str(pets), "--logdir",
+                                    str(tmp_path / "runs"),
+                                    *(figures if experiment == "losses_and_models" else [])])
+    group = assert_runs_only_under(tmp_path / "runs", experiment, "pets")
+    assert r["dataset"] == "pets" and str(pets) not in text
+    runs = r.get("runs") or r.get("methods") or r["equal-epochs"] + r["equal-time"]
+    assert {Path(k["run_dir"]).parent for k in runs} == {group}
+    written = {"runs", "figures"} if experiment == "losses_and_models" else {"runs"}
+    assert {p.name for p in tmp_path.iterdir()} == written
+    if experiment == "losses_and_models":
+        assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+            "templates_pets_softmax.png", "templates_pets_svm.png"]
 
 
 # ---------------------------------------------------------------------------------------------
