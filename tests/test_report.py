@@ -1,3 +1,6 @@
+import argparse
+
+import numpy as np
 import torch
 
 from lintorch import report
@@ -31,3 +34,14 @@ def test_torch_threads_sets_and_restores_the_count():
     with report.torch_threads(0):  # 0 leaves torch's default
         assert torch.get_num_threads() == before
     assert torch.get_num_threads() == before
+
+
+def test_quick_test_images_span_a_test_set_sorted_by_class(tmp_path):
+    # A folder's test images come class by class: the first 500 would be of one class.
+    y_test = np.repeat(np.arange(4), 500)
+    np.savez(tmp_path / "sorted.npz", x_train=np.zeros((300, 5), np.float32),
+             y_train=np.arange(300) % 4, x_test=np.zeros((2000, 5), np.float32), y_test=y_test)
+    args = argparse.Namespace(dataset=str(tmp_path / "sorted.npz"), data_root=None,
+                              no_download=True, quick=True, seed=0, device="cpu")
+    d = report.load_prepared(args, limit=None)
+    assert len(d.test_y) == 500 and d.test_y.bincount().tolist() == [125] * 4
