@@ -1,24 +1,28 @@
-"""lintorch's default Fashion-MNIST runs beside the usual alternatives, same data and machine.
+"""lintorch's default runs beside the usual alternatives, same data and machine.
 
-    python experiments/peers.py --json peers.json   # minutes on a 2-core CPU
+    python experiments/peers.py --json peers.json   # Fashion-MNIST: minutes on a 2-core CPU
+    python experiments/peers.py --dataset /work/cifar-jpeg --json peers-cifar.json
     python experiments/peers.py --quick             # 2,000 training images, 1 epoch: a smoke run
+
+``--dataset`` takes what ``lintorch.train`` takes: a built-in data set (default fashion-mnist),
+an .npz file or a folder of images.
 
 Every row is one model trained from scratch in this one process, timed from loading the data set
 to the test accuracy (load + fit + predict), with ``torch.set_num_threads(--threads)`` and, for
 scikit-learn, the same number of BLAS/OpenMP threads:
 
-- lintorch: ``fit(TrainConfig(dataset="fashion-mnist", model=..., loss=...))``, everything else
-  at its default (``DATASET_DEFAULTS``), TensorBoard on; its own ``wall_time_s`` (data loading,
-  training, per-epoch logging and checkpoints, final evaluation). 59,000 training images: the
-  default holds 1,000 out for validation.
+- lintorch: ``fit(TrainConfig(dataset=..., model=..., loss=...))``, everything else at the data
+  set's default (``DATASET_DEFAULTS``), TensorBoard on; its own ``wall_time_s`` (data loading,
+  training, per-epoch logging and checkpoints, final evaluation). All training images but the
+  1,000 the default holds out for validation (59,000 of Fashion-MNIST, 49,000 of CIFAR-10).
 - scikit-learn (``pip install -e ".[peers]"``; rows marked skipped without it):
   ``LogisticRegression()``, ``SGDClassifier(loss="hinge")`` and
-  ``MLPClassifier((100,), activation="logistic")`` at their defaults, on the 60,000 training
+  ``MLPClassifier((100,), activation="logistic")`` at their defaults, on all the training
   images flattened and divided by 255.
-- plain torch, the loop most people write: the 60,000 images as one float tensor (x / 255,
+- plain torch, the loop most people write: all the training images as one float tensor (x / 255,
   standardized with the training mean and std), ``randperm`` batches of 256,
-  ``torch.optim.SGD`` + ``CosineAnnealingLR``, ``F.cross_entropy``; ``nn.Linear(784, 10)`` and
-  a 512-unit sigmoid MLP.
+  ``torch.optim.SGD`` + ``CosineAnnealingLR``, ``F.cross_entropy``; ``nn.Linear`` and a
+  512-unit sigmoid MLP (their epochs and rates are the ones chosen on Fashion-MNIST).
 
 Timings depend on the machine and its load; compare rows of one run, never across machines.
 """
@@ -40,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lintorch import data
-from lintorch.cli import pick_device, positive
+from lintorch.cli import DATASET_METAVAR, dataset_name, pick_device, positive
 from lintorch.train import TrainConfig, fit
 
 FASHION_SYSTEM_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
@@ -61,8 +65,8 @@ PEERS = [
     Peer("sklearn-logreg", "scikit-learn", "LogisticRegression()"),
     Peer("sklearn-sgd-hinge", "scikit-learn", 'SGDClassifier(loss="hinge")'),
     Peer("sklearn-mlp", "scikit-learn", 'MLPClassifier((100,), activation="logistic")'),
-    Peer("torch-linear", "torch", "nn.Linear(784, 10) + SGD + cosine"),
-    Peer("torch-mlp", "torch", "784-512-10 sigmoid MLP + SGD + cosine"),
+    Peer("torch-linear", "torch", "nn.Linear(D, C) + SGD + cosine"),
+    Peer("torch-mlp", "torch", "D-512-C sigmoid MLP + SGD + cosine"),
 ]
 GROUPS = {"lintorch": "lintorch", "sklearn": "scikit-learn", "torch": "torch"}
 
@@ -75,6 +79,15 @@ class Sizes:
     torch_mlp: tuple[int, float] = (15, 0.5)
     sgd_max_iter: int = 1000  # scikit-learn's defaults
     mlp_max_iter: int = 200
+
+
+@dataclass(frozen=True)
+class Source:
+    dataset: str  # a built-in name, an .npz file or a folder of images
+    root: str | None  # where a built-in data set lies (None: where lintorch looks)
+
+    def load(self) -> data.RawData:
+        return data.load_dataset(self.dataset, self.root, download=False, progress=False)
 
 
 QUICK = Sizes(limit=2000, epochs=1, torch_linear=(1, 0.1), torch_mlp=(1, 0.5), sgd_max_iter=5,
@@ -92,12 +105,12 @@ def _row(peer: Peer, accuracy: float | None, wall_time_s: float | None, notes: s
             "notes": notes, "detail": detail}
 
 
-def run_lintorch(peer: Peer, root: str, sizes: Sizes, logdir: str, n_images: int) -> dict:
+def run_lintorch(peer: Peer, source: Source, sizes: Sizes, logdir: str, n_images: int) -> dict:
     _, model, loss = peer.name.split("-")
-    cfg = TrainConfig(dataset="fashion-mnist", model=model, loss=loss, data_root=root,
+    cfg = TrainConfig(dataset=source.dataset, model=model, loss=loss, data_root=source.root,
                       no_download=True, quiet=True, tensorboard=True,
-                      logdir=str(Path(logdir) / "peers"), run_name=f"{model}-{loss}",
-                      epochs=sizes.epochs, limit=sizes.limit)
+                      logdir=str(Path(logdir) / "peers" / data.short_name(source.dataset)),
+                      run_name=f"{model}-{loss}", epochs=sizes.epochs, limit=sizes.limit)
     metrics = fit(cfg)
     c = metrics["config"]
     hidden = f"hidden {c['hidden']}, " if model == "mlp" else ""
@@ -123,7 +136,17 @@ def sklearn_estimator(name: str, sizes: Sizes):
                          random_state=0)
 
 
-def run_sklearn(peer: Peer, root: str, sizes: Sizes, threads: int) -> dict:
+def training_pixels(raw: data.RawData, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The flattened training images and their labels for the rows that are not lintorch's: all
+    of them, or ``limit`` drawn at random (a folder's images come sorted by class)."""
+    x, y = raw.train_images.flatten(1), raw.train_labels
+    if limit is None:
+        return x, y
+    keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:limit]
+    return x[keep], y[keep]
+
+
+def run_sklearn(peer: Peer, source: Source, sizes: Sizes, threads: int) -> dict:
     try:
         import sklearn
         from sklearn.exceptions import ConvergenceWarning
@@ -135,9 +158,9 @@ def run_sklearn(peer: Peer, root: str, sizes: Sizes, threads: int) -> dict:
     with threadpool_limits(limits=threads), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
         t0 = time.perf_counter()
-        raw = data.load_dataset("fashion-mnist", root, download=False)
-        X = raw.train_images.flatten(1)[:sizes.limit].numpy() / 255.0
-        y = raw.train_labels[:sizes.limit].numpy()
+        raw = source.load()
+        X, y = training_pixels(raw, sizes.limit)
+        X, y = X.numpy() / 255.0, y.numpy()
         X_test, y_test = raw.test_images.flatten(1).numpy() / 255.0, raw.test_labels.numpy()
         t1 = time.perf_counter()
         estimator.fit(X, y)
@@ -158,13 +181,13 @@ def _jsonable(params: dict) -> dict:
             for k, v in params.items()}
 
 
-def run_torch(peer: Peer, root: str, sizes: Sizes, device: torch.device) -> dict:
+def run_torch(peer: Peer, source: Source, sizes: Sizes, device: torch.device) -> dict:
     """The plain loop: whole tensors in memory, a random order per epoch cut into batches."""
     epochs, lr = sizes.torch_linear if peer.name == "torch-linear" else sizes.torch_mlp
     t0 = time.perf_counter()
-    raw = data.load_dataset("fashion-mnist", root, download=False)
-    x = raw.train_images.flatten(1)[:sizes.limit].to(device).float() / 255
-    y = raw.train_labels[:sizes.limit].to(device)
+    raw = source.load()
+    x, y = training_pixels(raw, sizes.limit)
+    x, y = x.to(device).float() / 255, y.to(device)
     mean, std = x.mean(), x.std()
     x = (x - mean) / std
     x_test = (raw.test_images.flatten(1).to(device).float() / 255 - mean) / std
@@ -172,10 +195,11 @@ def run_torch(peer: Peer, root: str, sizes: Sizes, device: torch.device) -> dict
     t1 = time.perf_counter()
 
     torch.manual_seed(0)
+    inputs, c = x.shape[1], len(raw.classes)
     if peer.name == "torch-linear":
-        model = nn.Linear(784, 10)
+        model = nn.Linear(inputs, c)
     else:
-        model = nn.Sequential(nn.Linear(784, 512), nn.Sigmoid(), nn.Linear(512, 10))
+        model = nn.Sequential(nn.Linear(inputs, 512), nn.Sigmoid(), nn.Linear(512, c))
     model.to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
@@ -220,8 +244,13 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, cells)])
 
 
-def default_root(data_root: str | None) -> str:
-    return data_root or os.environ.get("LINTORCH_DATA") or FASHION_SYSTEM_ROOT
+def source(args: argparse.Namespace) -> Source:
+    """--dataset, and where a built-in one lies: --data-root, else $LINTORCH_DATA, else for
+    Fashion-MNIST Debian's folder (a file or a folder of images needs none)."""
+    if data.kind(args.dataset) in ("npz", "folder"):
+        return Source(args.dataset, None)
+    fashion = FASHION_SYSTEM_ROOT if args.dataset == "fashion-mnist" else None
+    return Source(args.dataset, args.data_root or os.environ.get("LINTORCH_DATA") or fashion)
 
 
 def select(only: list[str] | None) -> list[Peer]:
@@ -244,12 +273,14 @@ def run(args: argparse.Namespace) -> dict:
         torch.set_num_threads(threads)
 
 
-def warm_up(root: str, peers: list[Peer], sizes: Sizes) -> tuple[int, str | None]:
+def warm_up(source: Source, peers: list[Peer], sizes: Sizes) -> tuple[int, str | None]:
     """Untimed: a first read of the data set fills the page cache, and the one-time costs of a
-    process are paid here rather than by whichever row comes first -- the imports, and the
-    first ``torch.optim`` optimizer, which imports torch._dynamo (seconds). Returns the number
-    of training images and scikit-learn's version (None when it is not installed)."""
-    n_images = len(data.load_dataset("fashion-mnist", root, download=False).train_labels)
+    process are paid here rather than by whichever row comes first -- the imports, the first
+    ``torch.optim`` optimizer, which imports torch._dynamo (seconds), and a folder's first
+    decoding (then read from its cache). Returns the number of training images and
+    scikit-learn's version (None when it is not installed)."""
+    raw = data.load_dataset(source.dataset, source.root, download=False)  # with its progress
+    n_images = len(raw.train_labels)
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     if any(p.group == "lintorch" for p in peers):
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
@@ -264,13 +295,14 @@ def warm_up(root: str, peers: list[Peer], sizes: Sizes) -> tuple[int, str | None
 
 def _run(args: argparse.Namespace) -> dict:
     sizes = QUICK if args.quick else Sizes()
-    root = default_root(args.data_root)
+    src = source(args)
     device = pick_device("auto")  # where lintorch's default run trains; the torch loops too
     peers = select(args.only)
-    n_images, sklearn_version = warm_up(root, peers, sizes)
+    n_images, sklearn_version = warm_up(src, peers, sizes)
     report = {
         "quick": args.quick,
-        "data_root": str(root),
+        "dataset": src.dataset,
+        "data_root": src.root,
         "environment": {
             "torch": torch.__version__, "sklearn": sklearn_version,
             "python": platform.python_version(), "platform": platform.platform(),
@@ -283,11 +315,11 @@ def _run(args: argparse.Namespace) -> dict:
     for peer in peers:
         _say(f"{peer.name}: {peer.what}")
         if peer.group == "lintorch":
-            row = run_lintorch(peer, root, sizes, args.logdir, n_images)
+            row = run_lintorch(peer, src, sizes, args.logdir, n_images)
         elif peer.group == "scikit-learn":
-            row = run_sklearn(peer, root, sizes, args.threads)
+            row = run_sklearn(peer, src, sizes, args.threads)
         else:
-            row = run_torch(peer, root, sizes, device)
+            row = run_torch(peer, src, sizes, device)
         report["rows"].append(row)
     report["environment"]["load_average_end"] = os.getloadavg()
     return report
@@ -296,14 +328,16 @@ def _run(args: argparse.Namespace) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     names = [p.name for p in PEERS] + list(GROUPS)
     parser = argparse.ArgumentParser(
-        description="lintorch's default Fashion-MNIST runs beside scikit-learn and plain torch "
-                    "loops: test accuracy and wall time, one process, one machine.",
+        description="lintorch's default runs beside scikit-learn and plain torch loops: test "
+                    "accuracy and wall time, one process, one machine.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--dataset", type=dataset_name, default="fashion-mnist",
+                        metavar=DATASET_METAVAR, help="data set, as lintorch.train takes it")
     parser.add_argument("--data-root", default=None,
-                        help=f"folder holding Fashion-MNIST (default: $LINTORCH_DATA, else "
-                             f"{FASHION_SYSTEM_ROOT})")
-    parser.add_argument("--logdir", default="runs",
-                        help="lintorch's runs go to LOGDIR/peers/ (TensorBoard, metrics.json)")
+                        help=f"folder holding a built-in data set (default: $LINTORCH_DATA, "
+                             f"else lintorch's places; {FASHION_SYSTEM_ROOT} for Fashion-MNIST)")
+    parser.add_argument("--logdir", default="runs", help="lintorch's runs go to "
+                        "LOGDIR/peers/<dataset>/ (TensorBoard, metrics.json)")
     parser.add_argument("--only", nargs="+", choices=names, metavar="NAME", default=None,
                         help=f"run only these rows or groups: {', '.join(names)}")
     parser.add_argument("--threads", type=positive(int), default=2,
@@ -318,7 +352,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = build_parser().parse_args(argv)
     report = run(args)
     env = report["environment"]
-    print(f"Fashion-MNIST from {report['data_root']}; torch {env['torch']}, scikit-learn "
+    name = report["dataset"]
+    where = report["data_root"] or (name if data.kind(name) in ("npz", "folder") else
+                                    "lintorch's data folders")
+    print(f"{data.short_name(name)} from {where}; torch {env['torch']}, scikit-learn "
           f"{env['sklearn'] or 'not installed'}; {env['threads']} thread(s) on {env['cpu_count']} "
           f"CPUs, device {env['device']}; load average {env['load_average_start'][0]:.1f} -> "
           f"{env['load_average_end'][0]:.1f}"

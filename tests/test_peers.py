@@ -77,7 +77,7 @@ def test_sklearn_rows_are_measured_or_marked_skipped(quick_run):
 def test_lintorch_runs_are_written_under_logdir_peers(quick_run):
     _, _, tmp = quick_run
     for name in LINTORCH_ROWS:
-        run_dir = tmp / "peers" / name.removeprefix("lintorch-")
+        run_dir = tmp / "peers" / "fashion-mnist" / name.removeprefix("lintorch-")
         assert (run_dir / "metrics.json").is_file()
         assert list(run_dir.glob("events.out.tfevents.*"))
 
@@ -85,7 +85,7 @@ def test_lintorch_runs_are_written_under_logdir_peers(quick_run):
 def test_the_json_holds_what_main_returns(quick_run):
     report, _, tmp = quick_run
     saved = json.loads((tmp / "p.json").read_text())
-    assert {"quick", "data_root", "environment", "rows"} <= set(saved)
+    assert {"quick", "dataset", "data_root", "environment", "rows"} <= set(saved)
     assert saved["quick"] is True
     assert saved["environment"]["threads"] == 1
     for row in saved["rows"]:
@@ -111,3 +111,26 @@ def test_only_selects_rows_and_groups():
     assert [p.name for p in peers.select(None)] == LINTORCH_ROWS + SKLEARN_ROWS + TORCH_ROWS
     with pytest.raises(SystemExit), contextlib.redirect_stderr(io.StringIO()):
         peers.build_parser().parse_args(["--only", "nonesuch"])
+
+
+def test_a_folder_of_images_gets_every_row(tmp_path):
+    from experiment_runner import image_folder
+
+    pets = image_folder(tmp_path / "images", n_train=400)  # lintorch holds 1,000 out
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        report = load_peers().main(["--quick", "--dataset", str(pets), "--threads", "1",
+                                    "--logdir", str(tmp_path / "runs"), "--only", "lintorch",
+                                    "torch", "sklearn-logreg"])
+    rows = {r["name"]: r for r in report["rows"]}
+    assert list(rows) == LINTORCH_ROWS + SKLEARN_ROWS[:1] + TORCH_ROWS
+    for row in rows.values():
+        assert row["status"] in ("measured", "skipped")
+        assert row["status"] == "skipped" or 0 < row["test_accuracy"] <= 1
+    assert rows["torch-linear"]["notes"].endswith("; 1,200 train")  # all, as scikit-learn's
+    assert rows["lintorch-linear-svm"]["notes"].endswith("; 200 train")  # 1,000 held out
+    assert report["dataset"] == str(pets) and out.getvalue().startswith(f"pets from {pets};")
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["peers"]
+    assert [p.name for p in (tmp_path / "runs" / "peers").iterdir()] == ["pets"]
+    assert sorted(p.name for p in (tmp_path / "runs" / "peers" / "pets").iterdir()) == [
+        "linear-softmax", "linear-svm", "mlp-softmax"]
