@@ -305,7 +305,13 @@ _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _NPZ_HOW = "save it with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
 
 
-def _load_npz(path: Path) -> RawData:
+# Labels are class indices: a label past this is an ID or a mistake, and C = max + 1 names would
+# fill the memory (a uint64 label near 2**64 would also wrap when widened to int64).
+_MAX_CLASSES = 2**20
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of the .npz at `path` that lintorch uses, read without unpickling anything."""
     if not path.is_file():
         raise DataNotFoundError(f"{path} not found; give the path of an .npz data set")
     if not zipfile.is_zipfile(path):  # else np.load would try it as a pickle, and blame that
@@ -319,12 +325,20 @@ def _load_npz(path: Path) -> RawData:
                                        f"{', '.join(npz.files) or 'nothing'}")
             for key in [key for key in npz.files if key in (*_NPZ_KEYS, "classes")]:
                 a[key] = npz[key]
+                if not isinstance(a[key], np.ndarray):  # a zip member without .npy's header
+                    raise DataCorruptError(f"{path}: {key} is not a .npy array (its bytes lack "
+                                           f"the .npy header); {_NPZ_HOW}")
     except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         if isinstance(e, ValueError) and "allow_pickle" in str(e):
             raise DataCorruptError(f"{path}: {key} is an object array; loading it would unpickle, "
                                    "which can run code, so it is refused (allow_pickle=False). "
                                    "Save plain numbers (names as str)") from None
         raise DataCorruptError(f"{path} is damaged ({_one_line(e)}); {_NPZ_HOW}") from e
+    return a
+
+
+def _load_npz(path: Path) -> RawData:
+    a = _read_npz(path)
 
     def bad(problem: str) -> DataCorruptError:
         return DataCorruptError(f"{path}: {problem}")
@@ -344,10 +358,19 @@ def _load_npz(path: Path) -> RawData:
                       "give one label per example")  # fmt: skip
         if y.dtype.kind not in "iu":
             raise bad(f"y_{split} is {y.dtype}; labels must be integer class indices")
+        if (top := y.max()) >= _MAX_CLASSES:
+            raise bad(f"y_{split} holds label {top}; labels must be class indices 0..C-1 with C "
+                      f"at most {_MAX_CLASSES:,}: renumber them")  # fmt: skip
+        a[f"y_{split}"] = y.astype(np.int64)  # before any arithmetic: uint8's 255 + 1 is 0
         if x.dtype.kind == "f" and not (finite := np.isfinite(x)).all():
             first = int((~finite).reshape(len(x), -1).any(1).argmax())
             raise bad(f"x_{split} holds {(~finite).sum()} non-finite values (NaN or inf), the "
                       f"first in example {first}; remove or replace them")  # fmt: skip
+        if x.dtype.kind == "f" and x.dtype.itemsize > 8:  # longdouble, which torch lacks
+            if (biggest := np.abs(x).max()) > np.finfo(np.float64).max:
+                raise bad(f"x_{split} holds values up to {biggest:.3g}, beyond float64's range "
+                          f"(+-{np.finfo(np.float64).max:.3g}); rescale them")  # fmt: skip
+            a[f"x_{split}"] = x.astype(np.float64)
     n_labels = max(a["y_train"].max(), a["y_test"].max()) + 1
     names = a["classes"] if "classes" in a else np.arange(n_labels).astype(str)
     if names.ndim != 1 or names.dtype.kind != "U":
@@ -364,8 +387,8 @@ def _load_npz(path: Path) -> RawData:
         x = x[:, None] if x.ndim == 3 else x  # (N, H, W): one-channel images, like MNIST's
         return torch.from_numpy(x.astype(x.dtype.newbyteorder("="), copy=False))
 
-    y_train, y_test = (torch.from_numpy(a[key].astype(np.int64)) for key in ("y_train", "y_test"))
-    return RawData(path.stem, classes, tensor(x_train), y_train, tensor(x_test), y_test)
+    return RawData(path.stem, classes, tensor(a["x_train"]), torch.from_numpy(a["y_train"]),
+                   tensor(a["x_test"]), torch.from_numpy(a["y_test"]))
 
 
 # Preparation for training: splits, preprocessing, batches, augmentation
