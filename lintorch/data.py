@@ -347,6 +347,8 @@ def _load_npz(path: Path) -> RawData:
     if x_train.ndim < 2 or x_train.shape[1:] != x_test.shape[1:]:
         raise bad(f"x_train is {x_train.shape}, x_test {x_test.shape}; give both as "
                   "(N, features...) with one feature shape")  # fmt: skip
+    if not math.prod(x_train.shape[1:]):  # a model of 0 inputs would fail with no word why
+        raise bad(f"x_train is {x_train.shape}: its examples hold no features")
     for split in ("train", "test"):
         x, y = a[f"x_{split}"], a[f"y_{split}"]
         if x.dtype != np.uint8 and x.dtype.kind != "f":

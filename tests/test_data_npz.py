@@ -236,6 +236,10 @@ BAD = {  # arrays to change (None: leave out) -> words the message must hold
     ),
     "feature shapes": ({"x_test": features(3, d=4)}, ["(6, 5)", "(3, 4)", "feature shape"]),
     "no feature axis": ({"x_train": np.zeros(6), "x_test": np.zeros(3)}, ["(6,)", "(N, "]),
+    "no features": (
+        {"x_train": np.zeros((6, 0)), "x_test": np.zeros((3, 0))},
+        ["x_train", "(6, 0)", "no features"],
+    ),
     "empty": ({"x_test": np.zeros((0, 5)), "y_test": np.zeros(0, int)}, ["x_test", "no exa"]),
     "int features": ({"x_train": np.zeros((6, 5), np.int64)}, ["x_train", "uint8 or float"]),
     "2-D classes": ({"classes": [["a"] * 6] * 2}, ["classes", "(2, 6)", "1-D array of str"]),
