@@ -428,6 +428,7 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, got {limit}")
 
+    finfo = torch.finfo(dtype)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = order[:val_size], order[val_size:][:limit]
 
@@ -435,6 +436,9 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
         # uint8 crosses to the device at a quarter of float32's bytes; convert on arrival. The
         # copy keeps the in-place normalization below off raw's own float tensors.
         x = images.to(device).to(dtype, copy=True)
+        narrowed = images.is_floating_point() and torch.finfo(images.dtype).max > finfo.max
+        if narrowed and not torch.isfinite(x).all():
+            raise _overflow(images, dtype, f"(largest {finfo.max:.3g})")
         return x.div_(255) if images.dtype == torch.uint8 else x
 
     train_x = to_unit(raw.train_images[train_idx])
@@ -451,6 +455,9 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
         mean, std = train_x.mean(dim=0, keepdim=True), ones
     else:
         mean, std = torch.zeros_like(ones), ones
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+        raise _overflow(train_x, dtype, f"in the mean or standard deviation of --preprocess "
+                                        f"{preprocess}")
 
     def normalize(x: torch.Tensor) -> torch.Tensor:
         return x.sub_(mean).div_(std)
@@ -462,6 +469,16 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
         val_y=raw.train_labels[val_idx].to(device),
         test_x=normalize(to_unit(raw.test_images)), test_y=raw.test_labels.to(device),
         mean=mean, std=std)
+
+
+def _overflow(x: torch.Tensor, dtype: torch.dtype, where: str) -> DataError:
+    """Features finite as stored that become inf in the training dtype: wrong advice would follow
+    (the loss turns inf, and a smaller --lr cannot help), so this is said instead."""
+    lo, hi = torch.aminmax(x)
+    way_out = "train with --dtype float64 or rescale them" if dtype != torch.float64 else (
+        "rescale them")
+    return DataError(f"features as large as {max(-float(lo), float(hi)):.3g} overflow "
+                     f"{str(dtype).removeprefix('torch.')} {where}; {way_out}")
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator,

@@ -197,6 +197,27 @@ def test_prepare_leaves_the_raw_features_alone(tmp_path):
     np.testing.assert_array_equal(raw.train_images.numpy(), arrays["x_train"])
 
 
+def test_features_beyond_float32_are_refused_in_float32_and_train_in_float64(tmp_path):
+    arrays = traceable()
+    arrays["x_train"][3, 1] = -1e300  # finite in the file's float64, inf in float32
+    raw = data.load_dataset(save(tmp_path / "big.npz", **arrays))
+    message = one_line_error(data.DataError, data.prepare, raw, val_size=8)
+    assert "1e+300" in message and "float32" in message and "--dtype float64" in message
+    p = data.prepare(raw, val_size=8, preprocess="none", dtype=torch.float64)
+    assert float(torch.cat([p.train_x, p.val_x]).min()) == -1e300
+
+
+@pytest.mark.parametrize("dtype,scale", [(torch.float64, 1e300), (torch.float32, 3e38)])
+def test_statistics_that_overflow_the_training_dtype_are_refused(tmp_path, dtype, scale):
+    # float64: the standard deviation squares 1e300; float32: the mean sums 40 values of 3e38
+    arrays = traceable()
+    arrays["x_train"][:, 2] = scale * np.sign(features(40)[:, 2] - 20)
+    raw = data.load_dataset(save(tmp_path / "big.npz", **arrays))
+    message = one_line_error(data.DataError, data.prepare, raw, val_size=8, dtype=dtype)
+    assert "overflow" in message and str(dtype).removeprefix("torch.") in message
+    assert "rescale" in message
+
+
 def test_validation_split_and_limit(tmp_path):
     arrays = traceable(n=30)
     raw = data.load_dataset(save(tmp_path / "f.npz", **arrays))

@@ -579,3 +579,19 @@ def test_npz_features_train_and_a_bad_file_is_one_line(tmp_path, capsys):
     assert train.main(["--dataset", str(tmp_path / "bad.npz"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "bad.npz" in err
+
+
+def test_features_that_overflow_float32_are_exit_1_with_the_dtype_way_out(tmp_path, capsys):
+    import numpy as np
+
+    g = np.random.default_rng(0)
+    x_train = g.normal(size=(80, 6))
+    x_train[5, 3] = 1e300  # finite in the file's float64; inf in the default --dtype float32
+    np.savez(tmp_path / "big.npz", x_train=x_train, y_train=g.integers(0, 3, 80),
+             x_test=g.normal(size=(20, 6)), y_test=g.integers(0, 3, 20))
+    code = train.main(["--dataset", str(tmp_path / "big.npz"), "--val-size", "10", "--epochs",
+                       "1", "--logdir", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "float32" in err and "--dtype float64" in err and "--lr" not in err
+    assert not (tmp_path / "runs").exists()  # refused before a run folder was made
