@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import pickle
 import re
 import sys
 import time
@@ -152,15 +151,16 @@ def load_checkpoint(path: str) -> dict:
                               "e.g. --resume runs/<run-name>/checkpoint.pt")
     try:
         checkpoint = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # damage shows up as any of UnpicklingError, KeyError, IndexError, ...
         text = str(e)
         refused = re.search(r"GLOBAL ([\w.]+)", text)
         if refused:  # torch's message spans many lines of advice; the name is the reason
             reason = (f"unpickling it would call {refused.group(1)}, and lintorch loads "
                       "tensors and plain data only")
+        elif "WeightsUnpickler error:" in text:
+            reason = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         else:
-            reason = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0] \
-                if text.strip() else type(e).__name__
+            reason = f"it is damaged or not a checkpoint ({data._one_line(e)})"
         raise CheckpointError(f"cannot read checkpoint {p}: {reason}") from None
     if not isinstance(checkpoint, dict) or not {"model", "epoch", "config"} <= set(checkpoint):
         raise CheckpointError(f"{p} is not a lintorch checkpoint (no model, epoch and config)")

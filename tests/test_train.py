@@ -476,6 +476,17 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "cannot read checkpoint" in err
 
 
+@pytest.mark.parametrize("content", [b"\x80\x02.", b"\x80\x02h\x05."],
+                         ids=["stop on an empty stack", "a memo entry never stored"])
+def test_a_pickle_damaged_in_any_way_is_one_line(tmp_path, capsys, content):
+    # torch's weights_only unpickler meets damage with IndexError, KeyError, TypeError, ...
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(content)
+    assert train.main(["--resume", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot read checkpoint" in err
+
+
 @needs_fashion
 def test_config_takes_pathlike_paths(tmp_path):
     m = train.fit(TrainConfig(dataset="fashion-mnist", data_root=FASHION, no_download=True,
