@@ -208,17 +208,17 @@ def _unpickle(path: Path) -> dict:
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     entry = _unpickle(path)
     images = entry.get("data")
-    try:
-        labels = np.asarray(entry.get("labels"), dtype=np.int64)
+    try:  # as they are: asking for int64 would cut 0.5 to 0, parse "1" and overflow on 2**70
+        labels = np.asarray(entry.get("labels"))
     except (TypeError, ValueError):
         labels = None
     ok = (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 2
-          and images.shape[1] == 3 * 32 * 32 and labels is not None
+          and images.shape[1] == 3 * 32 * 32 and labels is not None and labels.dtype.kind in "iu"
           and labels.shape == (len(images),) and bool(((labels >= 0) & (labels < 10)).all()))
     if not ok:
-        raise DataCorruptError(f"{path} does not hold 'data' as uint8 (N, 3072) with N 'labels' "
-                               "in 0..9")
-    return images, labels
+        raise DataCorruptError(f"{path} does not hold 'data' as uint8 (N, 3072) with N integer "
+                               "'labels' in 0..9")
+    return images, labels.astype(np.int64)
 
 
 def _read_cifar_classes(path: Path) -> list[str]:
