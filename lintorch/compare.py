@@ -298,14 +298,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    cli.handle_sigterm()
     try:
         results = run(args)
-    except (data.DataError, ValueError) as e:
+        print(format_report(results))
+        if args.json:
+            try:
+                cli.write_json(args.json, results)
+            except OSError as e:  # else the message names write_json's temporary file
+                raise OSError(f"cannot write {args.json}: {e.strerror or e}") from None
+    except (data.DataError, ValueError, OSError) as e:  # 1 is taken: a difference too large
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(format_report(results))
-    if args.json:
-        cli.write_json(args.json, results)
+    except (KeyboardInterrupt, train.Interrupted) as e:  # Interrupted: one in a training run
+        print("\ninterrupted", file=sys.stderr)
+        return cli.exit_code(e)
     return 0 if results["ok"] else 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import typing
 from dataclasses import dataclass
 
 from . import data
@@ -164,6 +165,33 @@ def recipe(cfg: TrainConfig) -> dict:
     unused = {"hidden": cfg.model != "mlp", "lr_step": cfg.lr_decay != "step",
               "lr_gamma": cfg.lr_decay not in ("step", "exp"), "limit": cfg.limit is None}
     return {k: getattr(cfg, k) for k in RECIPE if not unused.get(k)}
+
+
+def wrong_kind(values: dict) -> str | None:
+    """The first of ``values`` (a saved config: field -> value) whose value is not of its field's
+    type, in words (``lr is 'fast', not float or None``); None when every one is. Unknown fields
+    are left to ``TrainConfig.resumed_from``, which ignores them."""
+    hints = typing.get_type_hints(TrainConfig)
+    for name, value in values.items():
+        if name not in hints:
+            continue
+        kinds = typing.get_args(hints[name]) or (hints[name],)  # list[int] | None -> its parts
+        if any(_is_kind(value, kind) for kind in kinds):
+            continue
+        names = ["None" if kind is type(None) else kind.__name__ if isinstance(kind, type)
+                 else str(kind) for kind in kinds]  # list[int] has no name of its own
+        return f"{name} is {value!r:.40}, not {' or '.join(names)}"
+    return None
+
+
+def _is_kind(value, kind) -> bool:
+    if typing.get_origin(kind) is list:
+        return isinstance(value, list) and all(_is_kind(v, *typing.get_args(kind)) for v in value)
+    if kind is float:  # JSON and Python alike write 1.0 as 1 at times
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
 
 
 def defaults_epilog(model: str | None = None) -> str:

@@ -229,17 +229,17 @@ def _unpickle(path: Path) -> dict:
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     entry = _unpickle(path)
     images = entry.get("data")
-    try:
-        labels = np.asarray(entry.get("labels"), dtype=np.int64)
+    try:  # as they are: asking for int64 would cut 0.5 to 0, parse "1" and overflow on 2**70
+        labels = np.asarray(entry.get("labels"))
     except (TypeError, ValueError):
         labels = None
     ok = (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 2
-          and images.shape[1] == 3 * 32 * 32 and labels is not None
+          and images.shape[1] == 3 * 32 * 32 and labels is not None and labels.dtype.kind in "iu"
           and labels.shape == (len(images),) and bool(((labels >= 0) & (labels < 10)).all()))
     if not ok:
-        raise DataCorruptError(f"{path} does not hold 'data' as uint8 (N, 3072) with N 'labels' "
-                               "in 0..9")
-    return images, labels
+        raise DataCorruptError(f"{path} does not hold 'data' as uint8 (N, 3072) with N integer "
+                               "'labels' in 0..9")
+    return images, labels.astype(np.int64)
 
 
 def _read_cifar_classes(path: Path) -> list[str]:
@@ -326,7 +326,13 @@ _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 _NPZ_HOW = "save it with numpy.savez(path, x_train=..., y_train=..., x_test=..., y_test=...)"
 
 
-def _load_npz(path: Path) -> RawData:
+# Labels are class indices: a label past this is an ID or a mistake, and C = max + 1 names would
+# fill the memory (a uint64 label near 2**64 would also wrap when widened to int64).
+_MAX_CLASSES = 2**20
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of the .npz at `path` that lintorch uses, read without unpickling anything."""
     if not path.is_file():
         raise DataNotFoundError(f"{path} not found; give the path of an .npz data set")
     if not zipfile.is_zipfile(path):  # else np.load would try it as a pickle, and blame that
@@ -340,12 +346,20 @@ def _load_npz(path: Path) -> RawData:
                                        f"{', '.join(npz.files) or 'nothing'}")
             for key in [key for key in npz.files if key in (*_NPZ_KEYS, "classes")]:
                 a[key] = npz[key]
+                if not isinstance(a[key], np.ndarray):  # a zip member without .npy's header
+                    raise DataCorruptError(f"{path}: {key} is not a .npy array (its bytes lack "
+                                           f"the .npy header); {_NPZ_HOW}")
     except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
         if isinstance(e, ValueError) and "allow_pickle" in str(e):
             raise DataCorruptError(f"{path}: {key} is an object array; loading it would unpickle, "
                                    "which can run code, so it is refused (allow_pickle=False). "
                                    "Save plain numbers (names as str)") from None
         raise DataCorruptError(f"{path} is damaged ({_one_line(e)}); {_NPZ_HOW}") from e
+    return a
+
+
+def _load_npz(path: Path) -> RawData:
+    a = _read_npz(path)
 
     def bad(problem: str) -> DataCorruptError:
         return DataCorruptError(f"{path}: {problem}")
@@ -354,6 +368,8 @@ def _load_npz(path: Path) -> RawData:
     if x_train.ndim < 2 or x_train.shape[1:] != x_test.shape[1:]:
         raise bad(f"x_train is {x_train.shape}, x_test {x_test.shape}; give both as "
                   "(N, features...) with one feature shape")  # fmt: skip
+    if not math.prod(x_train.shape[1:]):  # a model of 0 inputs would fail with no word why
+        raise bad(f"x_train is {x_train.shape}: its examples hold no features")
     for split in ("train", "test"):
         x, y = a[f"x_{split}"], a[f"y_{split}"]
         if x.dtype != np.uint8 and x.dtype.kind != "f":
@@ -365,10 +381,19 @@ def _load_npz(path: Path) -> RawData:
                       "give one label per example")  # fmt: skip
         if y.dtype.kind not in "iu":
             raise bad(f"y_{split} is {y.dtype}; labels must be integer class indices")
+        if (top := y.max()) >= _MAX_CLASSES:
+            raise bad(f"y_{split} holds label {top}; labels must be class indices 0..C-1 with C "
+                      f"at most {_MAX_CLASSES:,}: renumber them")  # fmt: skip
+        a[f"y_{split}"] = y.astype(np.int64)  # before any arithmetic: uint8's 255 + 1 is 0
         if x.dtype.kind == "f" and not (finite := np.isfinite(x)).all():
             first = int((~finite).reshape(len(x), -1).any(1).argmax())
             raise bad(f"x_{split} holds {(~finite).sum()} non-finite values (NaN or inf), the "
                       f"first in example {first}; remove or replace them")  # fmt: skip
+        if x.dtype.kind == "f" and x.dtype.itemsize > 8:  # longdouble, which torch lacks
+            if (biggest := np.abs(x).max()) > np.finfo(np.float64).max:
+                raise bad(f"x_{split} holds values up to {biggest:.3g}, beyond float64's range "
+                          f"(+-{np.finfo(np.float64).max:.3g}); rescale them")  # fmt: skip
+            a[f"x_{split}"] = x.astype(np.float64)
     n_labels = max(a["y_train"].max(), a["y_test"].max()) + 1
     names = a["classes"] if "classes" in a else np.arange(n_labels).astype(str)
     if names.ndim != 1 or names.dtype.kind != "U":
@@ -385,8 +410,8 @@ def _load_npz(path: Path) -> RawData:
         x = x[:, None] if x.ndim == 3 else x  # (N, H, W): one-channel images, like MNIST's
         return torch.from_numpy(x.astype(x.dtype.newbyteorder("="), copy=False))
 
-    y_train, y_test = (torch.from_numpy(a[key].astype(np.int64)) for key in ("y_train", "y_test"))
-    return RawData(path.stem, classes, tensor(x_train), y_train, tensor(x_test), y_test)
+    return RawData(path.stem, classes, tensor(a["x_train"]), torch.from_numpy(a["y_train"]),
+                   tensor(a["x_test"]), torch.from_numpy(a["y_test"]))
 
 
 # Preparation for training: splits, preprocessing, batches, augmentation
@@ -424,6 +449,7 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, got {limit}")
 
+    finfo = torch.finfo(dtype)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = order[:val_size], order[val_size:][:limit]
 
@@ -431,6 +457,9 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
         # uint8 crosses to the device at a quarter of float32's bytes; convert on arrival. The
         # copy keeps the in-place normalization below off raw's own float tensors.
         x = images.to(device).to(dtype, copy=True)
+        narrowed = images.is_floating_point() and torch.finfo(images.dtype).max > finfo.max
+        if narrowed and not torch.isfinite(x).all():
+            raise _overflow(images, dtype, f"(largest {finfo.max:.3g})")
         return x.div_(255) if images.dtype == torch.uint8 else x
 
     train_x = to_unit(raw.train_images[train_idx])
@@ -447,6 +476,9 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
         mean, std = train_x.mean(dim=0, keepdim=True), ones
     else:
         mean, std = torch.zeros_like(ones), ones
+    if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+        raise _overflow(train_x, dtype, f"in the mean or standard deviation of --preprocess "
+                                        f"{preprocess}")
 
     def normalize(x: torch.Tensor) -> torch.Tensor:
         return x.sub_(mean).div_(std)
@@ -458,6 +490,16 @@ def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize",
         val_y=raw.train_labels[val_idx].to(device),
         test_x=normalize(to_unit(raw.test_images)), test_y=raw.test_labels.to(device),
         mean=mean, std=std)
+
+
+def _overflow(x: torch.Tensor, dtype: torch.dtype, where: str) -> DataError:
+    """Features finite as stored that become inf in the training dtype: wrong advice would follow
+    (the loss turns inf, and a smaller --lr cannot help), so this is said instead."""
+    lo, hi = torch.aminmax(x)
+    way_out = "train with --dtype float64 or rescale them" if dtype != torch.float64 else (
+        "rescale them")
+    return DataError(f"features as large as {max(-float(lo), float(hi)):.3g} overflow "
+                     f"{str(dtype).removeprefix('torch.')} {where}; {way_out}")
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator,

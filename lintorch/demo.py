@@ -172,18 +172,20 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 10  # a client that promises a body and never sends it gives its thread back
 
     def do_GET(self) -> None:
-        self._send(*self.server.pages.get(self.path.split("?")[0], (
+        self._send(*self.server.pages.get(self.path.partition("?")[0], (
             404, {"error": f"no such page: {self.path[:80]}"})))
 
     def do_POST(self) -> None:
-        route, status, length = ROUTES.get(self.path), 400, self.headers.get("Content-Length", "")
+        route, status = ROUTES.get(self.path.partition("?")[0]), 400  # a query string, as GET
+        length = self.headers.get("Content-Length", "")
         try:
             _check(route is not None, f"no such endpoint: {self.path[:80]}")
             _check(length.isascii() and length.isdigit(), "a Content-Length header is needed")
-            status = 413 if int(length) > MAX_BODY else 400  # refused unread
+            digits = length.lstrip("0") or "0"  # int() refuses more than 4,300 digits
+            status = 413 if len(digits) > 9 or int(digits) > MAX_BODY else 400  # refused unread
             _check(status == 400, f"the body is larger than {MAX_BODY // 1024} KB")
             try:
-                body = json.loads(self.rfile.read(int(length)), parse_constant=lambda name: _check(
+                body = json.loads(self.rfile.read(int(digits)), parse_constant=lambda name: _check(
                     False, f"not standard JSON: {name} is not a number"))
             except (ValueError, RecursionError) as e:  # RecursionError: [[[[... too deep
                 raise BadRequest(str(e) if isinstance(e, BadRequest) else f"not JSON: {e}") from e

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import pickle
 import re
 import sys
 import time
@@ -25,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import board, cli, data, distributed, losses
+from . import board, cli, config, data, distributed, losses
 from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is the API)
     DATASET_DEFAULTS,
     FREE_ON_RESUME,
@@ -154,19 +153,103 @@ def load_checkpoint(path: str) -> dict:
                               "e.g. --resume runs/<run-name>/checkpoint.pt")
     try:
         checkpoint = torch.load(p, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as e:
+    except Exception as e:  # damage shows up as any of UnpicklingError, KeyError, IndexError, ...
         text = str(e)
         refused = re.search(r"GLOBAL ([\w.]+)", text)
         if refused:  # torch's message spans many lines of advice; the name is the reason
             reason = (f"unpickling it would call {refused.group(1)}, and lintorch loads "
                       "tensors and plain data only")
+        elif "WeightsUnpickler error:" in text:
+            reason = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         else:
-            reason = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0] \
-                if text.strip() else type(e).__name__
+            reason = f"it is damaged or not a checkpoint ({data._one_line(e)})"
         raise CheckpointError(f"cannot read checkpoint {p}: {reason}") from None
     if not isinstance(checkpoint, dict) or not {"model", "epoch", "config"} <= set(checkpoint):
         raise CheckpointError(f"{p} is not a lintorch checkpoint (no model, epoch and config)")
+    check_checkpoint(checkpoint, p)
     return checkpoint
+
+
+# What Run.save writes under each key of a checkpoint
+CHECKPOINT_KINDS = {"model": dict, "optimizer": dict, "epoch": int, "history": list, "rng": dict,
+                    "config": dict}
+
+
+def check_checkpoint(checkpoint: dict, p: Path) -> None:
+    """Refuse a checkpoint whose entries are not what ``Run.save`` writes, in one line, before
+    any of it is used: else a wrong kind surfaces as a traceback, maybe after files were written.
+    Whether the weights fit the data is for ``restore`` to say."""
+    for key, kind in CHECKPOINT_KINDS.items():
+        if key not in checkpoint:
+            raise CheckpointError(f"{p} has no {key}; it is not a whole lintorch checkpoint")
+        value = checkpoint[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise CheckpointError(f"{p} is damaged: its {key} is of type {type(value).__name__}, "
+                                  f"not {kind.__name__}")
+    for key, value in checkpoint["model"].items():
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"{p} is damaged: its model's {key} is of type "
+                                  f"{type(value).__name__}, not a tensor")
+    epoch, history = checkpoint["epoch"], checkpoint["history"]
+    if [row.get("epoch") if isinstance(row, dict) else None for row in history] != [
+            *range(1, epoch + 1)]:
+        raise CheckpointError(f"{p} is damaged: its history is not one row for each of its "
+                              f"{epoch} epochs")
+    if wrong := config.wrong_kind(checkpoint["config"]):
+        raise CheckpointError(f"{p} is damaged: its config's {wrong}")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    try:
+        TrainConfig(**{k: v for k, v in checkpoint["config"].items() if k in known}).resolved()
+    except ValueError as e:
+        raise CheckpointError(f"{p} holds a config lintorch cannot run: {e}") from None
+
+
+def restore(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: dict,
+            path: str) -> None:
+    """Load the checkpoint's weights, optimizer state and random state, or say in one line what
+    does not fit (a data set regenerated since, a file edited), before the run writes anything."""
+    if misfit := model_misfit(model, checkpoint["model"]):
+        raise CheckpointError(f"{path} does not fit: {misfit}; resume on the data it was "
+                              "trained on, or start a new run")
+    model.load_state_dict(checkpoint["model"])
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (ValueError, TypeError, KeyError, IndexError) as e:
+        raise CheckpointError(f"{path}'s optimizer state does not fit its model "
+                              f"({data._one_line(e)})") from None
+    # SGD's momentum buffers are loaded unchecked; a wrong shape would fail at the first step
+    if any(isinstance(v, Tensor) and v.shape != p.shape
+           for p, state in optimizer.state.items() for v in state.values()):
+        raise CheckpointError(f"{path}'s optimizer state does not fit its model (momentum "
+                              "buffers of other shapes than the weights)")
+    try:
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+    except (TypeError, KeyError, RuntimeError) as e:
+        raise CheckpointError(f"{path}'s random state (rng) is damaged ({data._one_line(e)})"
+                              ) from None
+
+
+def model_misfit(model: nn.Module, saved: dict) -> str | None:
+    """What keeps the weights ``saved`` out of ``model``, in words; None if they fit."""
+    mine = model.state_dict()
+    if missing := [k for k in mine if k not in saved]:
+        return f"the checkpoint's model has no {', '.join(missing)}"
+    if extra := [k for k in saved if k not in mine]:
+        return f"the checkpoint's model has {', '.join(extra)}, which a {type(model).__name__} " \
+               "has not"
+    weights = [k for k in mine if k.endswith("weight")]  # the first layer's first
+    for key, t in mine.items():
+        s = saved[key]
+        if s.shape == t.shape:
+            continue
+        if key == weights[0] and s.ndim == 2 and s.shape[0] == t.shape[0]:
+            return (f"the checkpoint's model has {s.shape[1]} input features, the data set "
+                    f"{t.shape[1]}")
+        if key == weights[-1] and s.ndim == 2 and s.shape[1] == t.shape[1]:
+            return f"the checkpoint's model has {s.shape[0]} classes, the data set {t.shape[0]}"
+        return (f"the checkpoint's {key} has shape {tuple(s.shape)}, the model for this data "
+                f"set {tuple(t.shape)}")
+    return None
 
 
 def default_run_name(cfg: TrainConfig) -> str:
@@ -260,9 +343,7 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None) -> Run:
         model, device_ids=[device] if device.type == "cuda" else None)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     if checkpoint:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        torch.set_rng_state(checkpoint["rng"]["torch"])
+        restore(model, optimizer, checkpoint, cfg.resume)
         run_dir = Path(cfg.resume).parent
         start_epoch, history = checkpoint["epoch"], checkpoint["history"]
     else:  # process 0 names the folder, the others take its name

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from cifar_fixture import write_cifar10
 
-from lintorch import compare, losses
+from lintorch import compare, losses, train
 
 
 class _DoubledGradient(torch.autograd.Function):
@@ -141,3 +141,33 @@ def test_training_overlay_logs_sibling_runs_and_agrees(tmp_path, capsys):
         assert list((group / impl).glob("events.out.tfevents.*"))
     out = capsys.readouterr().out
     assert f"tensorboard --logdir {group}" in out
+
+
+def test_an_unwritable_logdir_is_one_line_not_a_traceback(tmp_path, capsys):
+    write_cifar10(tmp_path / "data", n_train_per_batch=2, n_test=2)
+    (tmp_path / "file").write_text("a file, where --logdir wants a folder")
+    code = compare.main(["--no-speed", "--data-root", str(tmp_path / "data"), "--epochs", "1",
+                         "--logdir", str(tmp_path / "file" / "runs"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(tmp_path / "file") in err
+
+
+def test_a_json_path_in_a_missing_folder_is_one_line_not_a_traceback(tmp_path, capsys):
+    path = tmp_path / "missing" / "compare.json"
+    assert compare.main(["--no-train", "--no-speed", "--json", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(path.parent) in err
+
+
+@pytest.mark.parametrize("interrupt,code", [(KeyboardInterrupt, 130),
+                                            (lambda: train.Interrupted(None, 143), 143)],
+                         ids=["ctrl-c", "sigterm-in-training"])
+def test_an_interruption_exits_quietly(monkeypatch, capsys, interrupt, code):
+    def stop(*args, **kwargs):
+        raise interrupt()
+
+    monkeypatch.setattr(compare, "check_all", stop)
+    assert compare.main(["--no-train", "--no-speed"]) == code
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err

@@ -119,6 +119,17 @@ def test_cifar10_wrong_shape(tmp_path):
     assert str(batch) in message
 
 
+@pytest.mark.parametrize("labels", [[0, 2**70], [0.5, 1.7], ["0", "1"]],
+                         ids=["beyond int64", "fractions", "strings"])
+def test_cifar10_labels_that_are_not_class_indices(tmp_path, labels):
+    # 2**70 overflowed int64 in a traceback; fractions were cut to 0 and 1, strings parsed
+    write_cifar10(tmp_path, n_train_per_batch=3, n_test=2)
+    batch = tmp_path / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(py2_pickle({"data": np.zeros((2, 3072), np.uint8), "labels": labels}))
+    message = one_line_error(DataCorruptError, data.load_dataset, "cifar10", tmp_path, False)
+    assert str(batch) in message and "labels" in message
+
+
 def test_cifar10_refuses_code_in_pickles(tmp_path):
     write_cifar10(tmp_path, n_train_per_batch=3, n_test=2)
     batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"

@@ -3,7 +3,10 @@ numpy.savez and statistics computed here with numpy."""
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -194,6 +197,27 @@ def test_prepare_leaves_the_raw_features_alone(tmp_path):
     np.testing.assert_array_equal(raw.train_images.numpy(), arrays["x_train"])
 
 
+def test_features_beyond_float32_are_refused_in_float32_and_train_in_float64(tmp_path):
+    arrays = traceable()
+    arrays["x_train"][3, 1] = -1e300  # finite in the file's float64, inf in float32
+    raw = data.load_dataset(save(tmp_path / "big.npz", **arrays))
+    message = one_line_error(data.DataError, data.prepare, raw, val_size=8)
+    assert "1e+300" in message and "float32" in message and "--dtype float64" in message
+    p = data.prepare(raw, val_size=8, preprocess="none", dtype=torch.float64)
+    assert float(torch.cat([p.train_x, p.val_x]).min()) == -1e300
+
+
+@pytest.mark.parametrize("dtype,scale", [(torch.float64, 1e300), (torch.float32, 3e38)])
+def test_statistics_that_overflow_the_training_dtype_are_refused(tmp_path, dtype, scale):
+    # float64: the standard deviation squares 1e300; float32: the mean sums 40 values of 3e38
+    arrays = traceable()
+    arrays["x_train"][:, 2] = scale * np.sign(features(40)[:, 2] - 20)
+    raw = data.load_dataset(save(tmp_path / "big.npz", **arrays))
+    message = one_line_error(data.DataError, data.prepare, raw, val_size=8, dtype=dtype)
+    assert "overflow" in message and str(dtype).removeprefix("torch.") in message
+    assert "rescale" in message
+
+
 def test_validation_split_and_limit(tmp_path):
     arrays = traceable(n=30)
     raw = data.load_dataset(save(tmp_path / "f.npz", **arrays))
@@ -233,10 +257,18 @@ BAD = {  # arrays to change (None: leave out) -> words the message must hold
     ),
     "feature shapes": ({"x_test": features(3, d=4)}, ["(6, 5)", "(3, 4)", "feature shape"]),
     "no feature axis": ({"x_train": np.zeros(6), "x_test": np.zeros(3)}, ["(6,)", "(N, "]),
+    "no features": (
+        {"x_train": np.zeros((6, 0)), "x_test": np.zeros((3, 0))},
+        ["x_train", "(6, 0)", "no features"],
+    ),
     "empty": ({"x_test": np.zeros((0, 5)), "y_test": np.zeros(0, int)}, ["x_test", "no exa"]),
     "int features": ({"x_train": np.zeros((6, 5), np.int64)}, ["x_train", "uint8 or float"]),
     "2-D classes": ({"classes": [["a"] * 6] * 2}, ["classes", "(2, 6)", "1-D array of str"]),
     "numeric classes": ({"classes": np.arange(6)}, ["classes", "int64", "1-D array of str"]),
+    "label past int64": (
+        {"y_train": np.full(6, 2**64 - 1, np.uint64)},
+        ["y_train", "label 18446744073709551615", "renumber"],
+    ),
 }
 
 
@@ -288,3 +320,54 @@ def test_pickled_objects_are_refused_unread(tmp_path):
     with np.load(path, allow_pickle=True) as npz:
         npz["x_train"]
     assert marker.is_dir()
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("member", ["x_train.npy", "classes"])
+def test_a_member_that_is_not_an_array_is_named(tmp_path, member):
+    # np.savez never writes these; a zip put together by hand can: np.load hands back bytes
+    path = tmp_path / "raw.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for key, array in good().items():
+            z.writestr(f"{key}.npy", npy(array) if f"{key}.npy" != member else b"raw bytes")
+        if member == "classes":
+            z.writestr("classes", b"cat,dog")
+    message = one_line_error(DataCorruptError, data.load_dataset, path)
+    key = member.removesuffix(".npy")
+    assert str(path) in message and f"{key} is not a .npy array" in message
+
+
+def test_longdouble_features_load_as_float64(tmp_path):
+    arrays = good()
+    x = arrays["x_train"].astype(np.longdouble)
+    raw = data.load_dataset(save(tmp_path / "ld.npz", **{**arrays, "x_train": x}))
+    assert raw.train_images.dtype == torch.float64
+    np.testing.assert_array_equal(raw.train_images.numpy(), arrays["x_train"])
+
+
+@pytest.mark.skipif(np.finfo(np.longdouble).max <= np.finfo(np.float64).max,
+                    reason="longdouble is float64 here")
+def test_longdouble_features_beyond_float64_are_one_line(tmp_path):
+    x = good()["x_test"].astype(np.longdouble)
+    x[1, 2] = np.longdouble("1e400")
+    path = save(tmp_path / "ld.npz", **{**good(), "x_test": x})
+    message = one_line_error(DataCorruptError, data.load_dataset, path)
+    assert str(path) in message and "x_test" in message and "float64" in message
+
+
+def test_uint8_labels_reach_255_for_256_classes(tmp_path):
+    y = np.arange(256, dtype=np.uint8)
+    path = save(tmp_path / "u8.npz", x_train=features(256), y_train=y, x_test=features(256),
+                y_test=y[::-1].copy())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's overflow warning of 255 + 1 in uint8
+        raw = data.load_dataset(path)
+    assert raw.classes == [str(c) for c in range(256)]
+    assert raw.train_labels.dtype == torch.int64
+    assert raw.train_labels.tolist() == list(range(256))
+    assert raw.test_labels.tolist() == list(range(255, -1, -1))

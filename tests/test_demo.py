@@ -276,6 +276,19 @@ def test_a_body_too_big_or_without_length_is_refused_unread(port):
     assert status == 400
 
 
+def test_a_length_of_more_digits_than_python_parses_is_too_big_not_a_failure(port):
+    head = b"POST /api/evaluate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    status, body = raw(port, head + b"Content-Length: " + b"9" * 5000 + b"\r\n\r\n")
+    assert status == 413 and "larger than 256 KB" in json.loads(body)["error"]
+
+
+def test_a_query_string_is_ignored_by_post_as_by_get(port):
+    body = {"name": "rings", "seed": 3}
+    assert post(port, "/api/preset?x=1", body) == post(port, "/api/preset", body)
+    assert post(port, "/api/preset", body)[0] == 200
+    assert post(port, "/api/nope?x=1", body)[0] == 404
+
+
 def test_unknown_paths_are_404_and_the_page_is_served(port):
     for path in ["/nope", "/../README.md", "/demo.py", "/%2e%2e/pyproject.toml", "/api/evaluate",
                  "/demo_page/demo.js", "//etc/passwd"]:

@@ -256,6 +256,22 @@ def test_cli_prints_the_table_and_the_best_model(tmp_path):
     assert (tmp_path / "runs" / "cli" / "lr=0.01,reg=0.001").is_dir()
 
 
+def test_features_that_overflow_float32_are_exit_1_not_every_model_diverged(tmp_path, capsys):
+    import numpy as np
+
+    g = np.random.default_rng(0)
+    x_train = g.normal(size=(60, 4))
+    x_train[7, 0] = 1e300  # finite in the file's float64; inf in the default --dtype float32
+    np.savez(tmp_path / "big.npz", x_train=x_train, y_train=g.integers(0, 3, 60),
+             x_test=g.normal(size=(10, 4)), y_test=g.integers(0, 3, 10))
+    code = sweep.main(["--dataset", str(tmp_path / "big.npz"), "--val-size", "10", "--epochs",
+                       "1", "--lr", "0.1", "--reg", "0", "--logdir", str(tmp_path / "runs"),
+                       "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "--dtype float64" in err
+    assert "diverged" not in out
+
+
 @pytest.mark.cuda
 @pytest.mark.parametrize("recipe", [
     dict(loss="softmax", lr_decay="cosine", reg_type="l2"),

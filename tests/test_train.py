@@ -508,6 +508,17 @@ def test_a_damaged_checkpoint_is_one_line(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and "cannot read checkpoint" in err
 
 
+@pytest.mark.parametrize("content", [b"\x80\x02.", b"\x80\x02h\x05."],
+                         ids=["stop on an empty stack", "a memo entry never stored"])
+def test_a_pickle_damaged_in_any_way_is_one_line(tmp_path, capsys, content):
+    # torch's weights_only unpickler meets damage with IndexError, KeyError, TypeError, ...
+    bad = tmp_path / "checkpoint.pt"
+    bad.write_bytes(content)
+    assert train.main(["--resume", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "cannot read checkpoint" in err
+
+
 @needs_fashion
 def test_config_takes_pathlike_paths(tmp_path):
     m = train.fit(TrainConfig(dataset="fashion-mnist", data_root=FASHION, no_download=True,
@@ -611,3 +622,104 @@ def test_npz_features_train_and_a_bad_file_is_one_line(tmp_path, capsys):
     assert train.main(["--dataset", str(tmp_path / "bad.npz"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "bad.npz" in err
+
+
+def test_features_that_overflow_float32_are_exit_1_with_the_dtype_way_out(tmp_path, capsys):
+    import numpy as np
+
+    g = np.random.default_rng(0)
+    x_train = g.normal(size=(80, 6))
+    x_train[5, 3] = 1e300  # finite in the file's float64; inf in the default --dtype float32
+    np.savez(tmp_path / "big.npz", x_train=x_train, y_train=g.integers(0, 3, 80),
+             x_test=g.normal(size=(20, 6)), y_test=g.integers(0, 3, 20))
+    code = train.main(["--dataset", str(tmp_path / "big.npz"), "--val-size", "10", "--epochs",
+                       "1", "--logdir", str(tmp_path / "runs"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "float32" in err and "--dtype float64" in err and "--lr" not in err
+    assert not (tmp_path / "runs").exists()  # refused before a run folder was made
+
+
+# --- checkpoints that do not fit ----------------------------------------------------------------
+
+
+def save_features(path: Path, d: int = 6, classes: int = 3, seed: int = 0) -> Path:
+    import numpy as np
+
+    g = np.random.default_rng(seed)
+    np.savez(path, x_train=g.normal(size=(60, d)), y_train=np.arange(60) % classes,
+             x_test=g.normal(size=(10, d)), y_test=np.arange(10) % classes)
+    return path
+
+
+def features_checkpoint(tmp_path, model: str = "linear") -> Path:
+    """The checkpoint of a 1-epoch run on 6 features of 3 classes, with momentum."""
+    train.fit(TrainConfig(dataset=str(save_features(tmp_path / "f.npz")), val_size=10, epochs=1,
+                          model=model, hidden=[5], momentum=0.9, logdir=str(tmp_path / "runs"),
+                          run_name="f", quiet=True, tensorboard=False))
+    return tmp_path / "runs" / "f" / "checkpoint.pt"
+
+
+@pytest.fixture
+def features_run(tmp_path) -> Path:
+    return features_checkpoint(tmp_path)
+
+
+def refused_resume(checkpoint: Path, capsys) -> str:
+    """Resume through the CLI, which must refuse in one line with exit 1 and write nothing."""
+    folder = {p.name: p.read_bytes() for p in checkpoint.parent.iterdir()}
+    assert train.main(["--resume", str(checkpoint), "--epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert str(checkpoint) in err
+    assert {p.name: p.read_bytes() for p in checkpoint.parent.iterdir()} == folder
+    return err
+
+
+@pytest.mark.parametrize("model", ["linear", "mlp"])
+@pytest.mark.parametrize("d,classes,words", [
+    (8, 3, "the checkpoint's model has 6 input features, the data set 8"),
+    (6, 4, "the checkpoint's model has 3 classes, the data set 4"),
+])
+def test_resuming_on_data_that_changed_shape_says_what_does_not_fit(tmp_path, capsys, model, d,
+                                                                    classes, words):
+    checkpoint = features_checkpoint(tmp_path, model)
+    save_features(tmp_path / "f.npz", d=d, classes=classes)  # regenerated since
+    assert words in refused_resume(checkpoint, capsys)
+
+
+def edit_checkpoint(path: Path, change) -> None:
+    checkpoint = torch.load(path, weights_only=True)
+    change(checkpoint)
+    torch.save(checkpoint, path)
+
+
+DAMAGED = {  # an edit of a run's checkpoint -> words the one line must hold
+    "config not a dict": (lambda c: c.update(config=[1, 2]), "config is of type list"),
+    "config value of the wrong kind": (lambda c: c["config"].update(lr="fast"), "lr is 'fast'"),
+    "config value out of range": (lambda c: c["config"].update(lr=-1.0), "lr must be"),
+    "model misses a key": (lambda c: c["model"].pop("bias"), "model has no bias"),
+    "model has an extra key": (lambda c: c["model"].update(scale=torch.ones(1)), "scale"),
+    "model entry not a tensor": (lambda c: c["model"].update(bias=[0, 0, 0]), "bias"),
+    "optimizer not a dict": (lambda c: c.update(optimizer=[1]), "optimizer is of type list"),
+    "optimizer of another model": (lambda c: c["optimizer"]["param_groups"][0].update(params=[0]),
+                                   "optimizer"),
+    "momentum of another shape": (
+        lambda c: c["optimizer"]["state"][0].update(momentum_buffer=torch.zeros(2, 2)),
+        "optimizer"),
+    "rng not a dict": (lambda c: c.update(rng=5), "rng is of type int"),
+    "rng state damaged": (lambda c: c["rng"].update(torch=torch.zeros(3, dtype=torch.uint8)),
+                          "rng"),
+    "history not a list": (lambda c: c.update(history=3), "history"),
+    "history of other epochs": (lambda c: c.update(history=[{"epoch": 5}]), "history"),
+    "history of numbers": (lambda c: c.update(history=[1]), "history"),
+    "epoch not a number": (lambda c: c.update(epoch="one"), "epoch is of type str"),
+    "no optimizer": (lambda c: c.pop("optimizer"), "optimizer"),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED)
+def test_a_checkpoint_with_an_entry_that_does_not_fit_is_one_line(features_run, capsys, case):
+    change, words = DAMAGED[case]
+    edit_checkpoint(features_run, change)
+    assert words in refused_resume(features_run, capsys)
