@@ -96,7 +96,7 @@ class SigmoidFunction(torch.autograd.Function):
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    """``sigma(x) = 1 / (1 + e^{-x})`` elementwise, stable for any x; equals ``torch.sigmoid``."""
+    """``sigma(x) = 1 / (1 + e^{-x})`` elementwise, stable for any x, as ``torch.sigmoid``."""
     if not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
