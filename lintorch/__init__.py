@@ -12,12 +12,12 @@ from .losses import (
     softmax,
     svm_loss,
 )
-from .models import LinearClassifier, SigmoidMLP, append_ones
+from .models import LinearClassifier, SigmoidMLP, append_ones, sigmoid
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CrossEntropyLoss", "LinearClassifier", "MSELoss", "SVMLoss", "SigmoidMLP", "append_ones",
     "cross_entropy", "grad_check", "l1_penalty", "l2_penalty", "mse_loss", "numerical_gradient",
-    "relative_error", "softmax", "svm_loss",
+    "relative_error", "sigmoid", "softmax", "svm_loss",
 ]

@@ -184,7 +184,7 @@ def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> 
     a("--loss", default="softmax", choices=config.LOSSES,
       help="multiclass SVM or softmax cross-entropy")
     a("--impl", default="lintorch", choices=config.IMPLS,
-      help="lintorch's hand-written losses, or torch's built-ins (for comparison)")
+      help="lintorch's hand-written losses and sigmoid, or torch's built-ins (for comparison)")
     a("--epochs", type=positive(int), default=None, help=f"epochs to train ({per})")
     a("--batch-size", type=positive(int), default=None, help=f"mini-batch size ({per})")
     if not sweep:

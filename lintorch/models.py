@@ -1,9 +1,10 @@
-"""The lecture's models: the linear classifier f(x, W) = Wx + b and the sigmoid MLP."""
+"""The lecture's models: the linear classifier f(x, W) = Wx + b and the sigmoid MLP, whose
+sigmoid is a ``torch.autograd.Function`` with its derivative written by hand, like the losses."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -66,12 +67,55 @@ class LinearClassifier(nn.Module):
                 f"bias={self.bias is not None}")
 
 
+# The sigmoid:  sigma(x) = 1 / (1 + e^{-x}),   sigma'(x) = sigma(x) (1 - sigma(x))
+
+
+class SigmoidFunction(torch.autograd.Function):
+    """The logistic sigmoid, elementwise, any shape."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        # e^{-|x|} <= 1 never overflows. For x >= 0 this is the lecture's 1 / (1 + e^{-x}); for
+        # x < 0 it is that fraction times e^{x} / e^{x}, where 1 / (1 + e^{-x}) itself would
+        # pass through e^{800} = inf on its way to sigma(-800) = 0.
+        e = torch.exp(-x.abs())
+        return torch.where(x >= 0, 1.0, e) / (1 + e)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output)
+
+    @staticmethod
+    def backward(ctx, grad_sigma: Tensor):
+        (sigma,) = ctx.saved_tensors
+        # dsigma/dx = sigma (1 - sigma). Past x ~ 37 (float64) 1 - sigma rounds to 0, and so does
+        # this gradient, as torch.sigmoid's: the true e^{-x} is below sigma's own resolution.
+        return grad_sigma * sigma * (1 - sigma)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """``sigma(x) = 1 / (1 + e^{-x})`` elementwise, stable for any x, as ``torch.sigmoid``."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    return SigmoidFunction.apply(x)
+
+
 class SigmoidMLP(nn.Module):
-    """``f = W_k sigma(... sigma(W_1 x + b_1) ...) + b_k``: sigmoid hidden layers, linear scores."""
+    """``f = W_k sigma(... sigma(W_1 x + b_1) ...) + b_k``: sigmoid hidden layers, linear scores.
+
+    ``sigmoid`` is lintorch's hand-written :func:`sigmoid` unless given (``torch.sigmoid`` for
+    ``--impl torch``).
+    """
 
     def __init__(self, in_features: int, hidden_sizes: Sequence[int], num_classes: int,
-                 init_std: float | None = None) -> None:
+                 init_std: float | None = None,
+                 sigmoid: Callable[[Tensor], Tensor] = sigmoid) -> None:
         super().__init__()
+        self.sigmoid = sigmoid
         hidden_sizes = [int(h) for h in hidden_sizes]
         if any(h < 1 for h in hidden_sizes):
             raise ValueError(f"hidden sizes must be positive, got {hidden_sizes}")
@@ -86,8 +130,11 @@ class SigmoidMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = x.flatten(1)
         for layer in self.hidden:
-            h = torch.sigmoid(layer(h))
+            h = self.sigmoid(layer(h))
         return self.out(h)
+
+    def extra_repr(self) -> str:
+        return f"sigmoid={getattr(self.sigmoid, '__module__', None)}.{self.sigmoid.__name__}"
 
     @property
     def weights(self) -> list[Tensor]:

@@ -76,8 +76,11 @@ def load_data(cfg: TrainConfig, device: torch.device) -> tuple[data.Prepared, st
 
 
 def build_model(cfg: TrainConfig, in_features: int, num_classes: int) -> nn.Module:
+    """The config's model; ``--impl torch`` gives the MLP torch's built-in sigmoid."""
     if cfg.model == "linear":
         return LinearClassifier(in_features, num_classes)
+    if cfg.impl == "torch":
+        return SigmoidMLP(in_features, cfg.hidden, num_classes, sigmoid=torch.sigmoid)
     return SigmoidMLP(in_features, cfg.hidden, num_classes)
 
 

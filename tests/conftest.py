@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -25,7 +27,5 @@ def one_thread():
 def cache_outside_home(tmp_path_factory):
     # Decoded image folders are cached in ~/.cache/lintorch by default; tests keep theirs (and
     # their subprocesses') in a folder of the session.
-    import os
-
     os.environ["LINTORCH_CACHE"] = str(tmp_path_factory.mktemp("lintorch-cache"))
     yield

@@ -9,7 +9,7 @@ import pytest
 from lintorch import config
 from lintorch.config import TrainConfig
 
-# The issue's list of paths and switches: none of them changes what is trained.
+# Paths and switches: none of them changes what is trained.
 SWITCHES = {"data_root", "logdir", "run_name", "resume", "quiet", "tensorboard", "cuda_graphs",
             "no_download", "device"}
 ALWAYS = {"dataset", "model", "loss", "impl", "epochs", "batch_size", "lr", "lr_decay",
@@ -46,3 +46,20 @@ def test_recipe_holds_a_field_only_where_the_run_uses_it(model, lr_decay, limit,
     shown = config.recipe(cfg)
     assert set(shown) == ALWAYS | used
     assert shown == {k: getattr(cfg, k) for k in shown}
+
+
+@pytest.mark.parametrize("dataset", ["cifar10", "my-images"])  # a folder of images: CIFAR-10's
+def test_the_svm_takes_its_own_rate_and_strength_on_cifar10(dataset):
+    softmax = TrainConfig(dataset=dataset).resolved()
+    svm = TrainConfig(dataset=dataset, loss="svm").resolved()
+    assert (svm.lr, svm.reg) == (config.SVM_OVERRIDES["cifar10"]["linear"]["lr"],
+                                 config.SVM_OVERRIDES["cifar10"]["linear"]["reg"])
+    assert (svm.lr, svm.reg) != (softmax.lr, softmax.reg)
+    assert (svm.epochs, svm.batch_size) == (softmax.epochs, softmax.batch_size)
+    assert TrainConfig(dataset=dataset, loss="svm", lr=0.5).resolved().lr == 0.5
+
+
+def test_help_lists_the_svms_own_defaults():
+    line = next(line for line in config.defaults_epilog().splitlines()
+                if line.strip().startswith("cifar10 linear:"))
+    assert "(--loss svm: lr=0.001, reg=0.1)" in line

@@ -1,4 +1,4 @@
-"""Numerical gradients, the gradient check, and the lecture's hand-derived update rules."""
+"""Numerical gradients and the gradient check (the update rules: tests/test_update_rules.py)."""
 
 import pytest
 import torch
@@ -74,43 +74,3 @@ def test_grad_check_samples_num_checks_coordinates_reproducibly():
 def test_bad_method():
     with pytest.raises(ValueError, match="central"):
         lintorch.numerical_gradient(lambda w: w.sum(), torch.zeros(2), method="backward")
-
-
-# --- the lecture's hand-derived update rules equal one autograd SGD step ---------------------
-
-
-def _data(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(16, 5, generator=g, dtype=torch.float64)
-    y = torch.rand(16, generator=g, dtype=torch.float64)
-    w = torch.randn(5, generator=g, dtype=torch.float64) * 0.3
-    return X, y, w
-
-
-def _sgd_step(loss_fn, w, alpha):
-    w = w.clone().requires_grad_()
-    opt = torch.optim.SGD([w], lr=alpha)
-    loss_fn(w).backward()
-    opt.step()
-    return w.detach()
-
-
-def test_linear_regression_update_rule():
-    # L = sum_i (y_i - w.x_i)^2  ->  w_j <- w_j + 2 alpha sum_i delta_i x_ij
-    X, y, w = _data()
-    alpha = 0.01
-    delta = y - X @ w
-    by_hand = w + 2 * alpha * (delta[:, None] * X).sum(0)
-    by_autograd = _sgd_step(lambda w: lintorch.mse_loss(X @ w, y, reduction="sum"), w, alpha)
-    torch.testing.assert_close(by_autograd, by_hand)
-
-
-def test_sigmoid_perceptron_update_rule():
-    # L = sum_i (y_i - sigma(w.x_i))^2  ->  w_j <- w_j + 2 alpha sum_i delta_i s_i (1 - s_i) x_ij
-    X, y, w = _data(1)
-    alpha = 0.05
-    s = torch.sigmoid(X @ w)
-    delta = y - s
-    by_hand = w + 2 * alpha * (delta * s * (1 - s))[:, None].mul(X).sum(0)
-    loss = lambda w: lintorch.mse_loss(torch.sigmoid(X @ w), y, reduction="sum")  # noqa: E731
-    torch.testing.assert_close(_sgd_step(loss, w, alpha), by_hand)

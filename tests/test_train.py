@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 from cifar_fixture import write_cifar10
 
+import lintorch
 from lintorch import board, cli, train
 from lintorch.train import TrainConfig
 
@@ -316,12 +318,19 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
 
 
+def test_the_torch_impl_builds_the_mlp_with_torchs_sigmoid():
+    cfg = TrainConfig(dataset="fashion-mnist", model="mlp", hidden=[4])
+    assert train.build_model(cfg, 6, 3).sigmoid is lintorch.sigmoid
+    assert train.build_model(replace(cfg, impl="torch"), 6, 3).sigmoid is torch.sigmoid
+
+
 @needs_fashion
-@pytest.mark.parametrize("loss", ["softmax", "svm"])
-def test_lintorch_and_torch_impls_train_the_same_model(tmp_path, loss):
-    a = quick(tmp_path, run_name=f"l-{loss}", loss=loss, dtype="float64", reg=1e-3)
-    b = quick(tmp_path, run_name=f"t-{loss}", loss=loss, dtype="float64", reg=1e-3,
-              impl="torch")
+@pytest.mark.parametrize("loss,model", [("softmax", "linear"), ("svm", "linear"),
+                                        ("softmax", "mlp")])
+def test_lintorch_and_torch_impls_train_the_same_model(tmp_path, loss, model):
+    kw = dict(loss=loss, model=model, hidden=[16], dtype="float64", reg=1e-3)
+    a = quick(tmp_path, run_name=f"l-{loss}", **kw)
+    b = quick(tmp_path, run_name=f"t-{loss}", impl="torch", **kw)
     train.fit(a)
     train.fit(b)
     wa, wb = final_weights(tmp_path / f"runs/l-{loss}"), final_weights(tmp_path / f"runs/t-{loss}")

@@ -1,0 +1,57 @@
+"""The lecture's two update rules, derived by hand: one step of gradient descent on the summed
+squared error ``L(w) = sum_i (y_i - f(x_i))^2`` of a single unit, linear or sigmoid.
+
+Least squares, ``f(x) = w^T x``. Write ``delta_i = y_i - w^T x_i``, so ``L = sum_i delta_i^2``.
+Since ``d delta_i / d w_j = -x_ij``, ``dL/dw_j = -2 sum_i delta_i x_ij``, and the step
+``w_j <- w_j - alpha dL/dw_j`` becomes
+
+    w_j <- w_j + 2 alpha sum_i delta_i x_ij
+
+The sigmoid unit, ``f(x) = sigma(w^T x)``. Now ``delta_i = y_i - sigma_i`` with
+``sigma_i = sigma(w^T x_i)``, and the chain rule puts the sigmoid's own derivative
+``sigma'(w^T x_i) = sigma_i (1 - sigma_i)`` into every term:
+
+    w_j <- w_j + 2 alpha sum_i delta_i sigma_i (1 - sigma_i) x_ij
+
+Each is the step ``torch.optim.SGD(lr=alpha)`` takes on that L (the tests check it, with torch's
+built-ins and with lintorch's own losses). Both return the new w and leave the old one as it was.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor
+
+from .models import sigmoid
+
+
+def _check(w: Tensor, X: Tensor, y: Tensor, alpha: float) -> None:
+    for name, t in (("w", w), ("X", X), ("y", y)):
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point torch.Tensor")
+    if not w.dtype == X.dtype == y.dtype:
+        raise TypeError(f"w, X and y must share one dtype, got {w.dtype}, {X.dtype}, {y.dtype}")
+    if not (w.dim() == 1 and X.dim() == 2 and y.dim() == 1
+            and X.shape == (y.shape[0], w.shape[0])):
+        raise ValueError(f"expected w of shape (D,), X (N, D) and y (N,), got w "
+                         f"{tuple(w.shape)}, X {tuple(X.shape)} and y {tuple(y.shape)}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (
+            math.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+
+
+def least_squares_step(w: Tensor, X: Tensor, y: Tensor, alpha: float) -> Tensor:
+    """One step on ``L(w) = sum_i (y_i - w^T x_i)^2``: ``w_j + 2 alpha sum_i delta_i x_ij``."""
+    _check(w, X, y, alpha)
+    delta = y - X @ w
+    return w + 2 * alpha * (delta[:, None] * X).sum(0)
+
+
+def sigmoid_unit_step(w: Tensor, X: Tensor, y: Tensor, alpha: float) -> Tensor:
+    """One step on ``L(w) = sum_i (y_i - sigma(w^T x_i))^2``:
+    ``w_j + 2 alpha sum_i delta_i sigma_i (1 - sigma_i) x_ij``."""
+    _check(w, X, y, alpha)
+    s = sigmoid(X @ w)  # sigma_i
+    delta = y - s
+    return w + 2 * alpha * ((delta * s * (1 - s))[:, None] * X).sum(0)

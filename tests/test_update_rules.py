@@ -1,0 +1,95 @@
+"""The lecture's hand-derived update rules against an autograd SGD step on the same data."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import lintorch
+from lintorch.update_rules import least_squares_step, sigmoid_unit_step
+
+
+def _data(seed=0, n=16, d=5):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, d, generator=g, dtype=torch.float64)
+    y = torch.rand(n, generator=g, dtype=torch.float64)
+    w = torch.randn(d, generator=g, dtype=torch.float64) * 0.3
+    return X, y, w
+
+
+def _sgd_step(loss_fn, w, alpha):
+    """The independent reference: autograd's gradient of L, one step of torch.optim.SGD."""
+    w = w.clone().requires_grad_()
+    opt = torch.optim.SGD([w], lr=alpha)
+    loss_fn(w).backward()
+    opt.step()
+    return w.detach()
+
+
+# L = sum_i (y_i - f(x_i))^2, from torch's built-ins and from lintorch's own Functions
+LEAST_SQUARES = {
+    "torch": lambda X, y: lambda w: F.mse_loss(X @ w, y, reduction="sum"),
+    "lintorch": lambda X, y: lambda w: lintorch.mse_loss(X @ w, y, reduction="sum"),
+}
+SIGMOID_UNIT = {
+    "torch": lambda X, y: lambda w: F.mse_loss(torch.sigmoid(X @ w), y, reduction="sum"),
+    "lintorch": lambda X, y: lambda w: lintorch.mse_loss(lintorch.sigmoid(X @ w), y,
+                                                         reduction="sum"),
+}
+
+
+@pytest.mark.parametrize("impl", LEAST_SQUARES)
+def test_least_squares_step_is_one_sgd_step(impl):
+    X, y, w = _data()
+    w0 = w.clone()
+    by_hand = least_squares_step(w, X, y, alpha=0.01)
+    torch.testing.assert_close(by_hand, _sgd_step(LEAST_SQUARES[impl](X, y), w, 0.01))
+    assert torch.equal(w, w0)  # a new w; the old one is left as it was
+
+
+@pytest.mark.parametrize("impl", SIGMOID_UNIT)
+def test_sigmoid_unit_step_is_one_sgd_step(impl):
+    X, y, w = _data(1)
+    by_hand = sigmoid_unit_step(w, X, y, alpha=0.05)
+    torch.testing.assert_close(by_hand, _sgd_step(SIGMOID_UNIT[impl](X, y), w, 0.05))
+
+
+def test_repeated_least_squares_steps_converge_to_lstsq():
+    X, y, w = _data(2, n=50, d=4)
+    # 2 X^T X is L's curvature: a step below 1 / its largest eigenvalue cannot overshoot.
+    alpha = 0.4 / torch.linalg.matrix_norm(X, 2).item() ** 2
+    for _ in range(500):
+        w = least_squares_step(w, X, y, alpha)
+    torch.testing.assert_close(w, torch.linalg.lstsq(X, y).solution, rtol=1e-10, atol=1e-12)
+
+
+def test_repeated_sigmoid_unit_steps_recover_the_weights_that_made_the_data():
+    X, _, _ = _data(3, n=200, d=3)
+    w_true = torch.tensor([1.5, -2.0, 0.5], dtype=torch.float64)
+    y = torch.sigmoid(X @ w_true)
+    w = torch.zeros(3, dtype=torch.float64)
+    for _ in range(3000):
+        w = sigmoid_unit_step(w, X, y, alpha=0.02)
+    torch.testing.assert_close(w, w_true, rtol=1e-6, atol=1e-6)
+
+
+W, X, Y = torch.zeros(3), torch.zeros(4, 3), torch.zeros(4)
+
+
+@pytest.mark.parametrize("step", [least_squares_step, sigmoid_unit_step])
+@pytest.mark.parametrize("args,error,match", [
+    ((W, X, Y, 0.0), ValueError, "alpha must be a positive number, got 0.0"),
+    ((W, X, Y, -0.1), ValueError, "alpha must be a positive number"),
+    ((W, X, Y, float("nan")), ValueError, "alpha must be a positive number"),
+    ((W, X, Y, True), ValueError, "alpha must be a positive number"),
+    ((W[:2], X, Y, 0.1), ValueError, r"expected w of shape \(D,\), X \(N, D\) and y \(N,\), "
+                                     r"got w \(2,\), X \(4, 3\) and y \(4,\)"),
+    ((W, X, Y[:3], 0.1), ValueError, "got w"),
+    ((W, X.flatten(), Y, 0.1), ValueError, "got w"),
+    ((W, X, Y[:, None], 0.1), ValueError, "got w"),
+    ((W, X.long(), Y, 0.1), TypeError, "X must be a floating-point torch.Tensor"),
+    ((W.tolist(), X, Y, 0.1), TypeError, "w must be a floating-point torch.Tensor"),
+    ((W, X.double(), Y, 0.1), TypeError, "share one dtype"),
+])
+def test_bad_input_is_one_clear_error(step, args, error, match):
+    with pytest.raises(error, match=match):
+        step(*args)
