@@ -1,8 +1,8 @@
 """lintorch's default runs beside the usual alternatives, same data and machine.
 
-    python experiments/peers.py --json peers.json   # Fashion-MNIST: minutes on a 2-core CPU
-    python experiments/peers.py --dataset /work/cifar-jpeg --json peers-cifar.json
-    python experiments/peers.py --quick             # 2,000 training images, 1 epoch: a smoke run
+    python experiments/peers.py --json peers.json      # Fashion-MNIST: minutes on a 2-core CPU
+    python experiments/peers.py --dataset cifar-jpeg   # a folder of CIFAR-10's images: 17 min
+    python experiments/peers.py --quick                # 2,000 training images, 1 epoch: smoke
 
 ``--dataset`` takes what ``lintorch.train`` takes: a built-in data set (default fashion-mnist),
 an .npz file or a folder of images.
