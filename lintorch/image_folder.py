@@ -25,7 +25,8 @@ import signal
 import sys
 import uuid
 import zipfile
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 import numpy as np
@@ -64,10 +65,9 @@ def load_image_folder(path: str | os.PathLike, progress: bool = True) -> RawData
     cached = _read_cache(key, folder)
     if cached is not None:
         return cached
-    images = [image for split in SPLITS
-              for image in _decode_all([file for file, _ in files[split]], split, progress)]
-    raw = RawData(folder.name, classes,
-                  *_tensors(images, files["train"] + files["test"], len(files["train"])))
+    listed = files["train"] + files["test"]
+    images = _decode_all([file for file, _ in listed], progress)
+    raw = RawData(folder.name, classes, *_tensors(images, listed, len(files["train"])))
     _write_cache(key, folder, raw)
     return raw
 
@@ -134,32 +134,41 @@ def _ignore_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _decode_all(paths: list[str], split: str, progress: bool) -> list[np.ndarray]:
+def _decode_all(paths: list[str], progress: bool) -> list[np.ndarray]:
     from tqdm import tqdm
 
     chunks = [paths[i:i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
-    bar = tqdm(total=len(paths), desc=f"decoding {split} images", unit="image", leave=False,
-               disable=not (progress and sys.stderr.isatty()))
     workers = min(os.cpu_count() or 1, len(chunks))
-    if workers <= 1:
-        decoded = []
-        for chunk in chunks:
-            decoded += _decode_chunk(chunk)
-            bar.update(len(chunk))
-        bar.close()
-        return decoded
     # fork, as torch's DataLoader workers on Linux: no interpreter to start, nothing to import
     context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_signals)
+    pool = ProcessPoolExecutor(workers, context, _ignore_signals) if workers > 1 else None
+    bar = tqdm(total=len(paths), desc="decoding images", unit="image", leave=False,
+               disable=not (progress and sys.stderr.isatty()))
     decoded = []
     try:
-        for chunk, arrays in zip(chunks, pool.map(_decode_chunk, chunks)):
+        results = (map(_decode_chunk, chunks) if pool is None
+                   else _in_order([pool.submit(_decode_chunk, chunk) for chunk in chunks]))
+        for chunk, arrays in zip(chunks, results):
             decoded += arrays
             bar.update(len(chunk))
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     return decoded
+
+
+def _in_order(futures: list[Future]):
+    """Each future's result, in order. Waited for in slices of 0.1 s: Ctrl-C (or SIGTERM) may be
+    delivered to one of the pool's threads, and a main thread blocked until the result came
+    would not notice it before then (seen here: the whole decoding went on after a Ctrl-C)."""
+    for future in futures:
+        while True:
+            try:
+                yield future.result(timeout=0.1)
+                break
+            except FutureTimeout:
+                continue
 
 
 def _tensors(images: list[np.ndarray], files: list[tuple[str, int]], n_train: int

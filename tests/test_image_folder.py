@@ -298,3 +298,23 @@ def test_torchrun_trains_on_a_folder_decoded_once_what_one_process_trains(tmp_pa
     for name, w in weights(tmp_path / "ddp" / "r").items():
         torch.testing.assert_close(w, dict(model.named_parameters())[name].detach(),
                                    rtol=1e-9, atol=1e-12)
+
+
+def test_ctrl_c_reaches_a_main_thread_waiting_for_the_decoding_pool():
+    # The signal lands on another thread, as the kernel may choose; the main thread must still
+    # notice it while it waits for the pool, not once the pool is done.
+    import signal
+    import threading
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    bystander = threading.Thread(target=time.sleep, args=(3,))
+    bystander.start()
+    with ProcessPoolExecutor(1) as pool:
+        future = pool.submit(time.sleep, 5)
+        threading.Timer(0.5, signal.pthread_kill, (bystander.ident, signal.SIGINT)).start()
+        t0 = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            list(image_folder._in_order([future]))
+        assert time.perf_counter() - t0 < 2.5
+    bystander.join()
