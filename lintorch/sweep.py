@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
@@ -450,7 +451,7 @@ def format_table(result: dict) -> str:
                      f"val {100 * best['val_accuracy']:.2f}%, "
                      f"test {100 * best['test_accuracy']:.2f}%")
     lines.append(f"sweep.json and TensorBoard runs in {result['sweep_dir']} "
-                 "(view with: tensorboard --logdir runs)")
+                 f"(view with: tensorboard --logdir {shlex.quote(result['config']['logdir'])})")
     return "\n".join(lines)
 
 

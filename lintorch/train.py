@@ -14,6 +14,7 @@ import argparse
 import dataclasses
 import math
 import re
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -491,7 +492,7 @@ def print_summary(result: dict) -> None:
     for name, acc in result["per_class_test_accuracy"].items():
         print(f"{name:<{width}}  {100 * acc:6.2f}%")
     print(f"metrics, checkpoint and TensorBoard events in {result['run_dir']} "
-          "(view with: tensorboard --logdir runs)")
+          f"(view with: tensorboard --logdir {shlex.quote(result['config']['logdir'])})")
 
 
 def build_parser() -> argparse.ArgumentParser:

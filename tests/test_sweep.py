@@ -143,6 +143,7 @@ def test_a_diverging_model_is_marked_and_the_others_go_on(tmp_path):
     assert saved["models"][3]["diverged_at"] == bad["diverged_at"]
     table = sweep.format_table(result)
     assert table.count("diverged") == 1 and "best on validation" in table
+    assert f"tensorboard --logdir {cfg.logdir}" in table
 
 
 def test_a_model_diverging_in_a_later_epoch_keeps_its_last_good_weights(tmp_path):

@@ -732,3 +732,9 @@ def test_a_checkpoint_with_an_entry_that_does_not_fit_is_one_line(features_run, 
     change, words = DAMAGED[case]
     edit_checkpoint(features_run, change)
     assert words in refused_resume(features_run, capsys)
+
+
+@needs_fashion
+def test_the_summary_names_the_logdir_to_view(tmp_path, capsys):
+    train.fit(quick(tmp_path, epochs=1, quiet=False, logdir=str(tmp_path / "my runs")))
+    assert f"tensorboard --logdir '{tmp_path / 'my runs'}'" in capsys.readouterr().out
