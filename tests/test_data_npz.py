@@ -49,6 +49,16 @@ def save(path: Path, **arrays) -> Path:
     return path
 
 
+def overflowing_float32(path: Path, n: int = 60, d: int = 4) -> Path:
+    """An .npz of n training rows, one feature 1e300: finite in the file's float64, inf in the
+    default --dtype float32."""
+    g = np.random.default_rng(0)
+    x_train = g.normal(size=(n, d))
+    x_train[n // 2, 0] = 1e300
+    return save(path, x_train=x_train, y_train=g.integers(0, 3, n),
+                x_test=g.normal(size=(10, d)), y_test=g.integers(0, 3, 10))
+
+
 # --- loading ----------------------------------------------------------------------------------
 
 

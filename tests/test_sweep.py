@@ -258,13 +258,9 @@ def test_cli_prints_the_table_and_the_best_model(tmp_path):
 
 
 def test_features_that_overflow_float32_are_exit_1_not_every_model_diverged(tmp_path, capsys):
-    import numpy as np
+    from test_data_npz import overflowing_float32
 
-    g = np.random.default_rng(0)
-    x_train = g.normal(size=(60, 4))
-    x_train[7, 0] = 1e300  # finite in the file's float64; inf in the default --dtype float32
-    np.savez(tmp_path / "big.npz", x_train=x_train, y_train=g.integers(0, 3, 60),
-             x_test=g.normal(size=(10, 4)), y_test=g.integers(0, 3, 10))
+    overflowing_float32(tmp_path / "big.npz")
     code = sweep.main(["--dataset", str(tmp_path / "big.npz"), "--val-size", "10", "--epochs",
                        "1", "--lr", "0.1", "--reg", "0", "--logdir", str(tmp_path / "runs"),
                        "--quiet"])

@@ -634,13 +634,9 @@ def test_npz_features_train_and_a_bad_file_is_one_line(tmp_path, capsys):
 
 
 def test_features_that_overflow_float32_are_exit_1_with_the_dtype_way_out(tmp_path, capsys):
-    import numpy as np
+    from test_data_npz import overflowing_float32
 
-    g = np.random.default_rng(0)
-    x_train = g.normal(size=(80, 6))
-    x_train[5, 3] = 1e300  # finite in the file's float64; inf in the default --dtype float32
-    np.savez(tmp_path / "big.npz", x_train=x_train, y_train=g.integers(0, 3, 80),
-             x_test=g.normal(size=(20, 6)), y_test=g.integers(0, 3, 20))
+    overflowing_float32(tmp_path / "big.npz", n=80, d=6)
     code = train.main(["--dataset", str(tmp_path / "big.npz"), "--val-size", "10", "--epochs",
                        "1", "--logdir", str(tmp_path / "runs"), "--quiet"])
     err = capsys.readouterr().err
