@@ -201,9 +201,8 @@ def check_checkpoint(checkpoint: dict, p: Path) -> None:
                               f"{epoch} epochs")
     if wrong := config.wrong_kind(checkpoint["config"]):
         raise CheckpointError(f"{p} is damaged: its config's {wrong}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
     try:
-        TrainConfig(**{k: v for k, v in checkpoint["config"].items() if k in known}).resolved()
+        TrainConfig.from_saved(checkpoint["config"]).resolved()
     except ValueError as e:
         raise CheckpointError(f"{p} holds a config lintorch cannot run: {e}") from None
 
