@@ -237,7 +237,9 @@ def measure(problem: Problem, devices: list[int], args: argparse.Namespace) -> d
                 "allreduce": None, "gradient_allreduce_s": None, "fit": None}
     if args.alpha_us is None or args.beta_gbps is None:
         gradient = problem.model_bytes // 4
-        floats = sorted({1 << 8, 1 << 10, 1 << 14, 1 << 18, gradient, 4 * gradient})
+        # up to 16 MB at the least: on a busy machine, all-reduces of 0.1 to 1 MB (--quick's
+        # gradient) took the same time within noise, and the fit found no slope
+        floats = sorted({1 << 8, 1 << 10, 1 << 14, 1 << 18, 1 << 22, gradient, 4 * gradient})
         points = allreduce_seconds(floats, repeats, 5 if args.quick else 20)
         alpha, beta = fit_ring(points)
         measured["allreduce"] = points
@@ -359,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    result = run(args)
+    try:
+        result = run(args)
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     print(format_report(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))

@@ -81,6 +81,30 @@ def test_one_slow_small_all_reduce_does_not_set_alpha(scaling):
     assert beta == pytest.approx(2e9, rel=1e-6)
 
 
+def test_all_reduces_that_do_not_grow_with_size_give_one_line(scaling, monkeypatch, capsys):
+    def shrinking(floats, *args, **kwargs):  # noise on a busy machine: larger, yet no slower
+        return [{"floats": n, "bytes": 4 * n, "seconds": 1e-3 - 4 * n / 1e12} for n in floats]
+
+    monkeypatch.setattr(scaling, "allreduce_seconds", shrinking)
+    with pytest.raises(SystemExit) as exit_:
+        scaling.main(["--quick"])
+    message = str(exit_.value.code)
+    assert message.startswith("error: the all-reduce did not take longer for more bytes")
+    assert "\n" not in message and "--alpha-us" in message
+
+
+def test_the_measured_all_reduces_reach_16_mb(scaling, monkeypatch):
+    asked = []
+
+    def record(floats, *args, **kwargs):
+        asked.extend(floats)
+        return [{"floats": n, "bytes": 4 * n, "seconds": 1e-4 + 4 * n / 1e9} for n in floats]
+
+    monkeypatch.setattr(scaling, "allreduce_seconds", record)
+    scaling.run(scaling.build_parser().parse_args(["--quick", "--devices", "8"]))
+    assert 4 * max(asked) >= 16 * 2**20
+
+
 def test_given_links_replace_the_measured_ones(scaling):
     args = scaling.build_parser().parse_args(["--quick", "--devices", "8", "--alpha-us", "10",
                                               "--beta-gbps", "100", "--device-speedup", "50"])
