@@ -311,10 +311,10 @@ def test_ctrl_c_reaches_a_main_thread_waiting_for_the_decoding_pool():
     bystander = threading.Thread(target=time.sleep, args=(3,))
     bystander.start()
     with ProcessPoolExecutor(1) as pool:
-        future = pool.submit(time.sleep, 5)
+        future = pool.submit(time.sleep, 8)  # Ctrl-C ignored: 8 s; noticed: about 0.6 s
         threading.Timer(0.5, signal.pthread_kill, (bystander.ident, signal.SIGINT)).start()
         t0 = time.perf_counter()
         with pytest.raises(KeyboardInterrupt):
             list(image_folder._in_order([future]))
-        assert time.perf_counter() - t0 < 2.5
+        assert time.perf_counter() - t0 < 4  # half of it: room for a busy machine
     bystander.join()
