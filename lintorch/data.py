@@ -117,7 +117,8 @@ def find_dataset(root: str | os.PathLike | None = None) -> str | None:
     return "fashion-mnist" if _find_idx_files(folders) is not None else None
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
+    """An exception as one line of at most 200 characters, for the middle of a message."""
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
@@ -135,7 +136,7 @@ def _download(name: str, root: Path, download: bool, expected: str) -> None:
         dataset[name](str(root), train=True, download=True)
     except Exception as e:  # no network shows up as any of a dozen exception types
         raise DataNotFoundError(f"{missing}; download failed (offline? --no-download skips "
-                                f"trying): {_one_line(e)}. {_POINT_ELSEWHERE}") from e
+                                f"trying): {one_line(e)}. {_POINT_ELSEWHERE}") from e
 
 
 # CIFAR-10, python version: pickled dicts {data: uint8 (N, 3072) in CHW order, labels: [int]}
@@ -207,9 +208,9 @@ def _extract_cifar10(archive: Path, root: Path) -> None:
                 for file in unpacked.iterdir():
                     os.replace(file, root / _CIFAR_DIR / file.name)
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise DataCorruptError(f"{archive} is truncated or not a .tar.gz ({_one_line(e)})") from e
+        raise DataCorruptError(f"{archive} is truncated or not a .tar.gz ({one_line(e)})") from e
     except OSError as e:
-        raise DataError(f"cannot extract {archive} into {root}: {_one_line(e)}") from e
+        raise DataError(f"cannot extract {archive} into {root}: {one_line(e)}") from e
 
 
 def _unpickle(path: Path) -> dict:
@@ -218,9 +219,9 @@ def _unpickle(path: Path) -> dict:
         with open(path, "rb") as f:
             entry = _ArrayUnpickler(f, encoding="bytes").load()
     except OSError as e:
-        raise DataError(f"cannot read {path}: {_one_line(e)}") from e
+        raise DataError(f"cannot read {path}: {one_line(e)}") from e
     except Exception as e:  # a damaged pickle fails in many ways: EOFError, UnpicklingError, ...
-        raise DataCorruptError(f"{path} is truncated or not a CIFAR pickle ({_one_line(e)})") from e
+        raise DataCorruptError(f"{path} is truncated or not a CIFAR pickle ({one_line(e)})") from e
     if not isinstance(entry, dict):
         raise DataCorruptError(f"{path} holds a {type(entry).__name__}, not a CIFAR dict")
     return {key.decode("latin1") if isinstance(key, bytes) else key: v for key, v in entry.items()}
@@ -306,9 +307,9 @@ def _read_idx(path: Path, ndim: int) -> np.ndarray:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
             data = f.read()
     except (EOFError, zlib.error, gzip.BadGzipFile) as e:
-        raise DataCorruptError(f"{path} is truncated or not gzip ({_one_line(e)})") from e
+        raise DataCorruptError(f"{path} is truncated or not gzip ({one_line(e)})") from e
     except OSError as e:
-        raise DataError(f"cannot read {path}: {_one_line(e)}") from e
+        raise DataError(f"cannot read {path}: {one_line(e)}") from e
 
     magic, header = 0x0800 + ndim, 4 + 4 * ndim  # 2049 for labels, 2051 for images
     if len(data) < header or int.from_bytes(data[:4], "big") != magic:
@@ -354,7 +355,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
             raise DataCorruptError(f"{path}: {key} is an object array; loading it would unpickle, "
                                    "which can run code, so it is refused (allow_pickle=False). "
                                    "Save plain numbers (names as str)") from None
-        raise DataCorruptError(f"{path} is damaged ({_one_line(e)}); {_NPZ_HOW}") from e
+        raise DataCorruptError(f"{path} is damaged ({one_line(e)}); {_NPZ_HOW}") from e
     return a
 
 

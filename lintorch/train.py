@@ -166,7 +166,7 @@ def load_checkpoint(path: str) -> dict:
         elif "WeightsUnpickler error:" in text:
             reason = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         else:
-            reason = f"it is damaged or not a checkpoint ({data._one_line(e)})"
+            reason = f"it is damaged or not a checkpoint ({data.one_line(e)})"
         raise CheckpointError(f"cannot read checkpoint {p}: {reason}") from None
     if not isinstance(checkpoint, dict) or not {"model", "epoch", "config"} <= set(checkpoint):
         raise CheckpointError(f"{p} is not a lintorch checkpoint (no model, epoch and config)")
@@ -219,7 +219,7 @@ def restore(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: dict
         optimizer.load_state_dict(checkpoint["optimizer"])
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise CheckpointError(f"{path}'s optimizer state does not fit its model "
-                              f"({data._one_line(e)})") from None
+                              f"({data.one_line(e)})") from None
     # SGD's momentum buffers are loaded unchecked; a wrong shape would fail at the first step
     if any(isinstance(v, Tensor) and v.shape != p.shape
            for p, state in optimizer.state.items() for v in state.values()):
@@ -228,7 +228,7 @@ def restore(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: dict
     try:
         torch.set_rng_state(checkpoint["rng"]["torch"])
     except (TypeError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{path}'s random state (rng) is damaged ({data._one_line(e)})"
+        raise CheckpointError(f"{path}'s random state (rng) is damaged ({data.one_line(e)})"
                               ) from None
 
 
