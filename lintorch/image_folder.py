@@ -16,14 +16,12 @@ inside the data set's folder.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import hashlib
 import multiprocessing
 import os
 import signal
 import sys
-import uuid
 import zipfile
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -32,7 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DataCorruptError, DataNotFoundError, RawData
+from . import cli
+from .data import DATASETS, DataCorruptError, DataNotFoundError, RawData, one_line
 
 # torchvision's IMG_EXTENSIONS, matched case-insensitively as ImageFolder does
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -57,15 +56,14 @@ def load_image_folder(path: str | os.PathLike, progress: bool = True) -> RawData
     folder = Path(path).expanduser().absolute()
     if not folder.is_dir():
         raise DataNotFoundError(
-            f"{folder} is not a folder; --dataset takes cifar10, fashion-mnist, mnist, an .npz "
-            "file or a folder holding train/<class>/<image> and test/<class>/<image>")
+            f"{folder} is not a folder; --dataset takes {', '.join(DATASETS)}, an .npz file or "
+            "a folder holding train/<class>/<image> and test/<class>/<image>")
     classes, files = _list_images(folder)
-    stats = [os.stat(file) for split in SPLITS for file, _ in files[split]]
-    key = _cache_key(folder, files, stats)
+    listed = files["train"] + files["test"]
+    key = _cache_key(folder, listed)
     cached = _read_cache(key, folder)
     if cached is not None:
         return cached
-    listed = files["train"] + files["test"]
     images = _decode_all([file for file, _ in listed], progress)
     raw = RawData(folder.name, classes, *_tensors(images, listed, len(files["train"])))
     _write_cache(key, folder, raw)
@@ -118,9 +116,8 @@ def _decode(path: str) -> np.ndarray:
             mode = "L" if image.mode in ("1", "L", "LA") else "RGB"
             return np.asarray(image.convert(mode), dtype=np.uint8)
     except Exception as e:  # a damaged image fails in many ways: OSError, ValueError, bombs, ...
-        text = " ".join(str(e).split())[:200] or type(e).__name__
-        raise DataCorruptError(f"{path} cannot be decoded as an image ({text}); replace or "
-                               "remove it") from None
+        raise DataCorruptError(f"{path} cannot be decoded as an image ({one_line(e)}); replace "
+                               "or remove it") from None
 
 
 def _decode_chunk(paths: list[str]) -> list[np.ndarray]:
@@ -195,10 +192,10 @@ def _tensors(images: list[np.ndarray], files: list[tuple[str, int]], n_train: in
 # The cache: one uncompressed .npz per folder, read without unpickling
 
 
-def _cache_key(folder: Path, files: dict, stats: list[os.stat_result]) -> str:
+def _cache_key(folder: Path, listed: list[tuple[str, int]]) -> str:
     h = hashlib.sha256(f"{_CACHE_FORMAT}\0{folder}".encode("utf-8", "surrogateescape"))
-    listed = [entry for split in SPLITS for entry in files[split]]
-    for (path, label), st in zip(listed, stats):
+    for path, label in listed:
+        st = os.stat(path)
         h.update(f"\0{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}"
                  .encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:32]
@@ -227,22 +224,21 @@ def _write_cache(key: str, folder: Path, raw: RawData) -> None:
     """Save the decoded arrays; a cache that cannot be written costs the next run a decode, so
     it is a warning, not an error."""
     path = _cache_file(key, folder)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # a name of its own
     arrays = {"classes": np.array(raw.classes, dtype=str),
               "train_images": raw.train_images.numpy(), "train_labels": raw.train_labels.numpy(),
               "test_images": raw.test_images.numpy(), "test_labels": raw.test_labels.numpy()}
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # np.savez would add .npz to a file name without it
+            np.savez(f, **arrays)
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)  # whole or not at all, for processes reading it at the same time
+        cli.write_atomic(path, save)  # whole or not at all, for processes reading it meanwhile
         for old in path.parent.glob(glob.escape(path.name.rsplit("-", 1)[0]) + "-*.npz"):
             if old != path:
                 old.unlink(missing_ok=True)
     except OSError as e:
         print(f"warning: could not cache the decoded images in {path.parent} ({e}); set "
               "LINTORCH_CACHE to a writable folder to skip decoding next time", file=sys.stderr)
-    finally:
-        with contextlib.suppress(OSError):  # e.g. no folder to hold it in the first place
-            tmp.unlink(missing_ok=True)
 
