@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +13,10 @@ import pytest
 import torch
 from PIL import Image
 from test_data import one_line_error
+from test_train import run_cli
 
 from lintorch import board, data, image_folder, sweep, train
 from lintorch.data import DataCorruptError, DataNotFoundError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def write_folder(root: Path, classes=("cat", "dog", "frog"), n_train=4, n_test=2, size=(6, 5),
@@ -238,12 +235,6 @@ def test_the_cache_lives_where_the_environment_says(monkeypatch, tmp_path):
 # --- through training: fit, the CLI, the sweep ----------------------------------------------
 
 
-def run_module(module: str, *args, env=None) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=300)
-
-
 def test_fit_on_a_folder_takes_the_folder_defaults_and_logs_templates(tmp_path):
     write_folder(tmp_path / "pets", n_train=12, n_test=3)
     cfg = train.TrainConfig(dataset=str(tmp_path / "pets"), epochs=2, val_size=6, quiet=True,
@@ -257,22 +248,20 @@ def test_fit_on_a_folder_takes_the_folder_defaults_and_logs_templates(tmp_path):
 
 def test_the_cli_trains_on_a_folder_and_refuses_a_bad_one_in_one_line(tmp_path):
     write_folder(tmp_path / "pets", n_train=12, n_test=3, mode="L")
-    ok = run_module("lintorch.train", "--dataset", tmp_path / "pets", "--epochs", 1,
-                    "--val-size", 6, "--logdir", tmp_path / "runs", "--run-name", "f",
-                    "--no-tensorboard")
+    ok = run_cli("--dataset", tmp_path / "pets", "--epochs", 1, "--val-size", 6, "--logdir",
+                 tmp_path / "runs", "--run-name", "f", "--no-tensorboard")
     assert ok.returncode == 0, ok.stderr
     m = json.loads((tmp_path / "runs" / "f" / "metrics.json").read_text())
     assert m["config"]["dataset"] == str(tmp_path / "pets")
 
     Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / "pets" / "test" / "dog" / "x.png")
-    bad = run_module("lintorch.train", "--dataset", tmp_path / "pets", "--logdir",
-                     tmp_path / "runs")
+    bad = run_cli("--dataset", tmp_path / "pets", "--logdir", tmp_path / "runs")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1, bad.stderr
     assert "x.png is 3x3 pixels" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_the_cli_calls_a_path_that_is_no_folder_a_usage_error(tmp_path):
-    r = run_module("lintorch.train", "--dataset", tmp_path / "nowhere")
+    r = run_cli("--dataset", tmp_path / "nowhere")
     assert r.returncode == 2 and "no such folder" in r.stderr and "Traceback" not in r.stderr
 
 
