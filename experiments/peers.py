@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lintorch import data
-from lintorch.cli import DATASET_METAVAR, dataset_name, pick_device, positive
+from lintorch.cli import DATASET_METAVAR, dataset_name, positive
+from lintorch.distributed import pick_device
 from lintorch.train import TrainConfig, fit
 
 FASHION_SYSTEM_ROOT = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist

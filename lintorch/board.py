@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from . import cli
+from .files import write_atomic
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -107,7 +107,7 @@ def save_figure(fig: Figure, path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        cli.write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
     finally:
         if fig.canvas.manager is not None:  # made by pyplot, which holds on to it until closed
             import matplotlib.pyplot as plt

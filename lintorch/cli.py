@@ -1,91 +1,14 @@
 """What the command-line entry points share: the training flags, argparse number types and help
-formatter, devices, run folders, files written atomically, progress, and SIGTERM."""
+formatter, and SIGTERM. Only the ``main()`` functions import it."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import signal
-import sys
-import uuid
-from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import torch
-
 from . import config, data
-
-# Devices, folders, files
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU; "
-                         "use --device cpu (or auto)")
-    return torch.device(name)
-
-
-def unique_dir(logdir: str | os.PathLike, name: str) -> Path:
-    """Create and return ``logdir/name``, or ``name-2``, ``name-3``, ... if taken.
-
-    ``mkdir`` refuses a folder that exists, so two runs started at the same moment with the
-    same name each get a folder of their own (checking first, then creating, would not).
-    """
-    Path(logdir).mkdir(parents=True, exist_ok=True)
-    k = 1
-    while True:
-        path = Path(logdir) / (name if k == 1 else f"{name}-{k}")
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            k += 1
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> None:
-    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``: a crash
-    or a kill leaves the old file or the new one, never half of one."""
-    path = Path(path)
-    # a name of its own, so that two threads or processes writing one path do not collide
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=2)))
-
-
-# Progress and printing
-
-
-def progress(items: list, desc: str, quiet: bool) -> Iterable:
-    """``items``, with a tqdm bar on a terminal (none when quiet or piped to a file)."""
-    if quiet or not sys.stdout.isatty():
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
-
-
-def environment(device: torch.device, world) -> dict:
-    """Where a run ran, for its JSON: the device, torch and Python, the processes."""
-    return {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-            "torch_version": torch.__version__, "python_version": platform.python_version(),
-            "world_size": world.size, "backend": world.backend}
-
-
-def say(quiet: bool, *args) -> None:
-    if not quiet:
-        print(*args, flush=True)
 
 
 class Terminated(KeyboardInterrupt):

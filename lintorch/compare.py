@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd import gradcheck
 
-from . import cli, config, data, losses, train
+from . import cli, config, data, files, losses, train
 
 LOSSES = ("svm", "softmax", "mse")
 # Both sides evaluate the same formula in float64, so they may differ by rounding alone: a few
@@ -177,7 +177,7 @@ def train_overlay(dataset: str, data_root: str | None = None, epochs: int = 3,
                   seed: int = 0) -> dict:
     """Train the same config with both implementations into ``logdir/compare-<time>/{lintorch,
     torch}``, and compare the final models."""
-    group = cli.unique_dir(logdir, f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    group = files.unique_dir(logdir, f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
     models, metrics = {}, {}
     for impl in train.IMPLS:
         cfg = train.TrainConfig(dataset=dataset, impl=impl, epochs=epochs, limit=limit,
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         print(format_report(results))
         if args.json:
             try:
-                cli.write_json(args.json, results)
+                files.write_json(args.json, results)
             except OSError as e:  # else the message names write_json's temporary file
                 raise OSError(f"cannot write {args.json}: {e.strerror or e}") from None
     except (data.DataError, ValueError, OSError) as e:  # 1 is taken: a difference too large

@@ -23,7 +23,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("cifar10", "fashion-mnist", "mnist")
+from .files import one_line
+from .image_folder import load_image_folder
+from .rawdata import (  # noqa: F401  (data.DataError and the rest: the names users know)
+    DATASETS,
+    DataCorruptError,
+    DataError,
+    DataNotFoundError,
+    RawData,
+)
+
 PREPROCESS = ("none", "center", "standardize", "pixel")
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -37,31 +46,6 @@ _POINT_ELSEWHERE = "Point --data-root or LINTORCH_DATA at a folder that holds it
 # Where Debian's dataset-fashion-mnist puts its four .gz files: <root>/fashion-mnist. Looked in
 # only when no folder was named, so --data-root and LINTORCH_DATA always win.
 SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
-
-
-class DataError(Exception):
-    """A data problem the user can fix; str(e) is one line, shown without a traceback."""
-
-
-class DataNotFoundError(DataError):
-    """The data set is neither on disk nor downloadable."""
-
-
-class DataCorruptError(DataError):
-    """A data file is there but cannot be what it claims to be (truncated, wrong format)."""
-
-
-@dataclass
-class RawData:
-    """A data set as stored, on the CPU: int64 labels and features (N, ...), uint8 or float;
-    images are (N, channels, H, W)."""
-
-    name: str
-    classes: list[str]
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
 
 
 def resolve_root(root: str | os.PathLike | None = None) -> Path:
@@ -101,8 +85,6 @@ def load_dataset(name: str | os.PathLike, root: str | os.PathLike | None = None,
     if kind(name) == "npz":
         return _load_npz(Path(name).expanduser())
     if kind(name) == "folder":
-        from .image_folder import load_image_folder  # PIL and a process pool, only when needed
-
         return load_image_folder(name, progress)
     if name == "cifar10":
         return _load_cifar10(resolve_root(root), download)
@@ -115,12 +97,6 @@ def find_dataset(root: str | os.PathLike | None = None) -> str | None:
     if _cifar10_complete(root / _CIFAR_DIR) or (root / _CIFAR_TAR).is_file():
         return "cifar10"
     return "fashion-mnist" if _find_idx_files(folders) is not None else None
-
-
-def one_line(error: BaseException) -> str:
-    """An exception as one line of at most 200 characters, for the middle of a message."""
-    text = " ".join(str(error).split())
-    return f"{type(error).__name__}: {text[:200]}" if text else type(error).__name__
 
 
 def _download(name: str, root: Path, download: bool, expected: str) -> None:

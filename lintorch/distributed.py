@@ -12,6 +12,7 @@ method below does nothing.
 from __future__ import annotations
 
 import os
+import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,6 @@ from typing import NoReturn
 
 import torch
 import torch.distributed as dist
-
-from . import cli
 
 _MARK = ".torchelastic-run-id"  # in a run folder: which torchrun invocation made it
 
@@ -79,9 +78,26 @@ class World:
         return result if self.local_rank == 0 else load()
 
 
+def pick_device(name: str) -> torch.device:
+    """The device ``--device`` names: ``auto`` is cuda when torch sees a GPU, else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no CUDA GPU; "
+                         "use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def environment(device: torch.device, world: World) -> dict:
+    """Where a run ran, for its JSON: the device, torch and Python, the processes."""
+    return {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+            "torch_version": torch.__version__, "python_version": platform.python_version(),
+            "world_size": world.size, "backend": world.backend}
+
+
 def join(device_name: str) -> tuple[World, torch.device]:
     """This process's place in torchrun's process group (joined here), and its device."""
-    device = cli.pick_device(device_name)
+    device = pick_device(device_name)
     if not {"RANK", "WORLD_SIZE", "LOCAL_RANK"} <= set(os.environ):
         return World(), device
     local_rank = int(os.environ["LOCAL_RANK"])

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import cli
-from .data import DATASETS, DataCorruptError, DataNotFoundError, RawData, one_line
+from .files import one_line, write_atomic
+from .rawdata import DATASETS, DataCorruptError, DataNotFoundError, RawData
 
 # torchvision's IMG_EXTENSIONS, matched case-insensitively as ImageFolder does
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -234,7 +234,7 @@ def _write_cache(key: str, folder: Path, raw: RawData) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        cli.write_atomic(path, save)  # whole or not at all, for processes reading it meanwhile
+        write_atomic(path, save)  # whole or not at all, for processes reading it meanwhile
         for old in path.parent.glob(glob.escape(path.name.rsplit("-", 1)[0]) + "-*.npz"):
             if old != path:
                 old.unlink(missing_ok=True)

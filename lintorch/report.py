@@ -10,23 +10,15 @@ from pathlib import Path
 
 import torch
 
-from . import cli, data
-
-
-def format_table(title: str, header: list[str], rows: list[list], left: int = 1) -> str:
-    """Plain text: the first ``left`` columns left-aligned, the others right-aligned."""
-    cells = [header] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(row, widths))).rstrip() for row in cells]
-    rule = "-" * max(len(text) for text in lines)
-    return "\n".join([title, rule, lines[0], rule, *lines[1:], rule])
+from . import data, distributed
+from .console import format_table  # noqa: F401  (the experiments' tables)
+from .files import unique_dir
 
 
 def run_dir(logdir: str | Path, experiment: str, name: str | None = None) -> Path:
     """A new folder ``logdir/experiment/<name>-<time>`` (``<time>`` alone without ``name``)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return cli.unique_dir(Path(logdir) / experiment, f"{name}-{stamp}" if name else stamp)
+    return unique_dir(Path(logdir) / experiment, f"{name}-{stamp}" if name else stamp)
 
 
 @contextlib.contextmanager
@@ -42,6 +34,8 @@ def torch_threads(n: int):
 
 def add_data_flags(parser: argparse.ArgumentParser, dataset_help: str = "data set") -> None:
     """--dataset, --data-root and --no-download, as every experiment on real data takes them."""
+    from . import cli
+
     a = parser.add_argument
     # What lintorch.train takes; the experiments name their runs and figures after
     # data.short_name, never after a path.
@@ -70,7 +64,7 @@ def load_prepared(args: argparse.Namespace, limit: int | None,
     500 test images (they only score the final weights: a sample does in seconds)."""
     raw = data.load_dataset(args.dataset, args.data_root, download=not args.no_download)
     d = data.prepare(raw, val_size=200 if args.quick else 1000, preprocess=preprocess,
-                     seed=args.seed, device=cli.pick_device(args.device), limit=limit)
+                     seed=args.seed, device=distributed.pick_device(args.device), limit=limit)
     if not args.quick:
         return d
     # Every k-th image, not the first 500: a folder's test images come sorted by class.

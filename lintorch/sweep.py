@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import board, cli, data, distributed, stacked, train
+from . import board, cli, console, data, distributed, files, stacked, train
 from .cuda_graph import GraphedStep
 from .models import LinearClassifier
 
@@ -261,7 +261,7 @@ def start(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | None) 
     stack = Stack(W.expand(len(mine), -1, -1).clone(), b.expand(len(mine), -1).clone(),
                   [cfgs[k].reg for k in mine], mine)
     name = cfg.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    sweep_dir = world.from_main(str(cli.unique_dir(cfg.logdir, name)) if world.main else None)
+    sweep_dir = world.from_main(str(files.unique_dir(cfg.logdir, name)) if world.main else None)
     names = [model_name(c.lr, c.reg) for c in cfgs]
     sw = Sweep(cfgs, lrs, regs, world, device, d, stack,
                train.data_loss_fn(cfg.loss, cfg.impl, "none"), Path(sweep_dir), names,
@@ -274,7 +274,7 @@ def start(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | None) 
     if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment:
         sw.graphed = GraphedStep(lambda idx: sweep_step(sw, idx), cfg.batch_size, device)
     processes = f" x {world.size} processes" if world.size > 1 else ""
-    cli.say(sw.quiet, f"{source}: {d.train_x.shape[0]} train / {d.val_x.shape[0]} val / "
+    console.say(sw.quiet, f"{source}: {d.train_x.shape[0]} train / {d.val_x.shape[0]} val / "
                       f"{d.test_x.shape[0]} test examples, loaded in {data_load_s:.2f}s; {K} "
                       f"linear models ({len(lrs)} lr x {len(regs)} reg), {cfg.loss} loss "
                       f"({cfg.impl}), device {device}{processes}; sweep folder {sw.sweep_dir}")
@@ -308,7 +308,7 @@ def train_epoch(sw: Sweep, epoch: int) -> int:
         n = d.train_x.shape[0]
         batches = data.batch_indices(n, cfg.batch_size, gen, sw.device)
         desc = f"epoch {epoch}/{cfg.epochs}, {len(stack.ids)} models"
-        for idx in cli.progress(batches, desc, sw.quiet):
+        for idx in console.progress(batches, desc, sw.quiet):
             if sw.graphed is None:
                 sweep_step(sw, idx, gen)
             else:
@@ -345,7 +345,7 @@ def train_epoch(sw: Sweep, epoch: int) -> int:
                 and sw.histories[k][-1]["epoch"] == epoch]
     if training:
         best = max(training, key=lambda k: sw.histories[k][-1]["val_accuracy"])
-        cli.say(sw.quiet, f"epoch {epoch:3d}/{cfg.epochs} | best val acc "
+        console.say(sw.quiet, f"epoch {epoch:3d}/{cfg.epochs} | best val acc "
                           f"{100 * sw.histories[best][-1]['val_accuracy']:6.2f}% "
                           f"({sw.names[best]}) | {len(training)}/{len(sw.cfgs)} models training "
                           f"| {time.perf_counter() - t_epoch:.2f}s")
@@ -389,10 +389,10 @@ def finish(sw: Sweep, train_time_s: float, wall_time_s: float
               "grid": {"lr": sw.lrs, "reg": sw.regs},
               "models": models, "best": best_model(models),
               "data_load_s": sw.data_load_s, "train_time_s": train_time_s,
-              **cli.environment(device, sw.world),
+              **distributed.environment(device, sw.world),
               "sweep_dir": str(sw.sweep_dir), "wall_time_s": wall_time_s}
     if sw.world.main:
-        cli.write_json(sw.sweep_dir / "sweep.json", result)
+        files.write_json(sw.sweep_dir / "sweep.json", result)
     for k, writer in enumerate(sw.writers or []):
         log_final(writer, sw.cfgs[k], models[k])
 

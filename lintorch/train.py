@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from . import board, cli, config, data, distributed, losses
+from . import board, cli, config, console, data, distributed, files, losses
 from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is the API)
     DATASET_DEFAULTS,
     FREE_ON_RESUME,
@@ -166,7 +166,7 @@ def load_checkpoint(path: str) -> dict:
         elif "WeightsUnpickler error:" in text:
             reason = text.split("WeightsUnpickler error:")[-1].strip().splitlines()[0]
         else:
-            reason = f"it is damaged or not a checkpoint ({data.one_line(e)})"
+            reason = f"it is damaged or not a checkpoint ({files.one_line(e)})"
         raise CheckpointError(f"cannot read checkpoint {p}: {reason}") from None
     if not isinstance(checkpoint, dict) or not {"model", "epoch", "config"} <= set(checkpoint):
         raise CheckpointError(f"{p} is not a lintorch checkpoint (no model, epoch and config)")
@@ -219,7 +219,7 @@ def restore(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: dict
         optimizer.load_state_dict(checkpoint["optimizer"])
     except (ValueError, TypeError, KeyError, IndexError) as e:
         raise CheckpointError(f"{path}'s optimizer state does not fit its model "
-                              f"({data.one_line(e)})") from None
+                              f"({files.one_line(e)})") from None
     # SGD's momentum buffers are loaded unchecked; a wrong shape would fail at the first step
     if any(isinstance(v, Tensor) and v.shape != p.shape
            for p, state in optimizer.state.items() for v in state.values()):
@@ -228,7 +228,7 @@ def restore(model: nn.Module, optimizer: torch.optim.Optimizer, checkpoint: dict
     try:
         torch.set_rng_state(checkpoint["rng"]["torch"])
     except (TypeError, KeyError, RuntimeError) as e:
-        raise CheckpointError(f"{path}'s random state (rng) is damaged ({data.one_line(e)})"
+        raise CheckpointError(f"{path}'s random state (rng) is damaged ({files.one_line(e)})"
                               ) from None
 
 
@@ -297,7 +297,7 @@ class Run:
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "epoch": epoch, "history": self.history, "rng": rng,
                  "config": dataclasses.asdict(self.cfg)}
-        cli.write_atomic(self.checkpoint, lambda tmp: torch.save(state, tmp))
+        files.write_atomic(self.checkpoint, lambda tmp: torch.save(state, tmp))
 
 
 def fit(config: TrainConfig, prepared: data.Prepared | None = None) -> dict:
@@ -351,7 +351,7 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None) -> Run:
         start_epoch, history = checkpoint["epoch"], checkpoint["history"]
     else:  # process 0 names the folder, the others take its name
         name = cfg.run_name or default_run_name(cfg)
-        run_dir = Path(world.from_main(str(cli.unique_dir(cfg.logdir, name)) if world.main
+        run_dir = Path(world.from_main(str(files.unique_dir(cfg.logdir, name)) if world.main
                                        else None))
         if world.main:
             distributed.mark(run_dir)
@@ -372,7 +372,7 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None) -> Run:
     # DDP its all-reduce would have to be captured too (README, Scaling out).
     if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment and world.size == 1:
         run.graphed = GraphedStep(lambda idx: train_step(run, idx), cfg.batch_size, device)
-    cli.say(run.quiet, f"{source}: {d.train_x.shape[0]} train / {d.val_x.shape[0]} val / "
+    console.say(run.quiet, f"{source}: {d.train_x.shape[0]} train / {d.val_x.shape[0]} val / "
                        f"{d.test_x.shape[0]} test examples, loaded in {data_load_s:.2f}s; "
                        f"{cfg.model} model, {cfg.loss} loss ({cfg.impl}), device {device}"
                        f"{f' x {world.size} processes' if world.size > 1 else ''}; "
@@ -422,7 +422,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
     batches = data.batch_indices(n, cfg.batch_size, gen, run.device)
     run.model.train()
     stats = [train_step(run, idx, gen) if run.graphed is None else run.graphed(idx, key=lr)
-             for idx in cli.progress(batches, f"epoch {epoch}/{cfg.epochs}", run.quiet)]
+             for idx in console.progress(batches, f"epoch {epoch}/{cfg.epochs}", run.quiet)]
 
     # Once per epoch the host reads the steps' numbers: stop at a NaN, sum the rest.
     sizes = torch.tensor([len(idx) for idx in batches], device=run.device, dtype=torch.float64)
@@ -442,7 +442,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
     run.save(epoch)
     if run.writer is not None:
         board.log_epoch(run.writer, row, run.model, d.image_shape, d.classes)
-    cli.say(run.quiet, f"epoch {epoch:3d}/{cfg.epochs} | train loss {row['train_loss']:.4f} "
+    console.say(run.quiet, f"epoch {epoch:3d}/{cfg.epochs} | train loss {row['train_loss']:.4f} "
                        f"acc {100 * row['train_accuracy']:6.2f}% | val loss "
                        f"{row['val_loss']:.4f} acc {100 * row['val_accuracy']:6.2f}% | lr "
                        f"{lr:.3g} | {row['epoch_time_s']:.2f}s")
@@ -461,11 +461,12 @@ def finish(run: Run, elapsed_s: float) -> dict:
     cm = board.confusion_matrix(predictions["test"], d.test_y, len(d.classes)).cpu()
     per_class = (cm.diag().double() / cm.sum(1).clamp(min=1).double()).tolist()
     result.update({"per_class_test_accuracy": dict(zip(d.classes, per_class)),
-                   "confusion_matrix": cm.tolist(), **cli.environment(run.device, run.world),
+                   "confusion_matrix": cm.tolist(),
+                   **distributed.environment(run.device, run.world),
                    "run_dir": str(run.run_dir), "data_load_s": run.data_load_s,
                    "wall_time_s": elapsed_s})
     if run.world.main:
-        cli.write_json(run.run_dir / "metrics.json", result)
+        files.write_json(run.run_dir / "metrics.json", result)
     if run.writer is not None:
         log_final(run.writer, cfg, result, d)
     if not run.quiet:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 from cifar_fixture import write_cifar10
 
 import lintorch
-from lintorch import board, cli, train
+from lintorch import board, train
 from lintorch.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -265,38 +264,6 @@ def test_no_tensorboard_writes_no_events_but_the_rest(tmp_path):
     files = {p.name for p in (tmp_path / "quiet").iterdir()}
     assert {"metrics.json", "checkpoint.pt"} <= files
     assert not any(name.startswith("events.") for name in files)
-
-
-def test_unique_dir_numbers_a_taken_name(tmp_path):
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run-2").mkdir()
-    assert cli.unique_dir(tmp_path, "run") == tmp_path / "run-3"
-    assert (tmp_path / "run-3").is_dir()  # created, not only named
-
-
-def test_runs_started_at_the_same_moment_get_folders_of_their_own(tmp_path):
-    start = threading.Barrier(8)
-    made = []
-
-    def one_run():
-        start.wait()
-        made.append(cli.unique_dir(tmp_path / "runs", "same"))
-
-    threads = [threading.Thread(target=one_run) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(set(made)) == 8 and all(p.is_dir() for p in made)
-
-
-def test_json_is_written_atomically(tmp_path):
-    path = tmp_path / "metrics.json"
-    cli.write_json(path, {"a": 1})
-    with pytest.raises(TypeError):  # fails half-way through: not JSON-serializable
-        cli.write_json(path, {"b": 2, "c": object()})
-    assert json.loads(path.read_text()) == {"a": 1}
-    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary left
 
 
 def test_missing_checkpoint_is_one_line(tmp_path, capsys):
