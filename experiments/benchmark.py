@@ -287,26 +287,20 @@ def time_ddp_allreduce(train_module, times: list[float]) -> None:
     from the moment a gradient bucket is ready to the moment the processes' sum is in it,
     waiting for the slower process included.
 
-    ``start`` builds its ``DistributedDataParallel`` inside ``main``; the class it names is the
-    one place to hook in without changing lintorch. The hook is DDP's default all-reduce
-    (``allreduce_hook``: the same average) with a clock around it."""
-    from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+    ``start`` builds its ``DataParallel`` inside ``main``; the class it names is the one place
+    to hook in without changing lintorch: its own all-reduce with a clock around it."""
 
-    def timed(state, bucket):
-        t0 = time.perf_counter()
+    class TimedDataParallel(train_module.DataParallel):
+        def weighted_sum(self, state, bucket):
+            t0 = time.perf_counter()
 
-        def done(fut):
-            times.append(time.perf_counter() - t0)
-            return fut.value()
+            def done(fut):
+                times.append(time.perf_counter() - t0)
+                return fut.value()
 
-        return allreduce_hook(state, bucket).then(done)
+            return super().weighted_sum(state, bucket).then(done)
 
-    class TimedDDP(train_module.DistributedDataParallel):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.register_comm_hook(None, timed)
-
-    train_module.DistributedDataParallel = TimedDDP
+    train_module.DataParallel = TimedDataParallel
 
 
 def child_main(argv: list[str]) -> int:

@@ -33,13 +33,13 @@ import torch
 
 import lintorch
 from lintorch import data, report
+from lintorch.losses import CLASSIFIERS, LOSSES
 from lintorch.train import TrainConfig, build_model, train_model
 
 EXPERIMENT = "numerical_gradient"
 H_LECTURE = 1e-4  # the lecture's step, in the walk-through
 H = 1e-5  # the step of the gradient check (grad_check's default)
 STEPS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8]
-LOSSES = {"svm": lintorch.svm_loss, "softmax": lintorch.cross_entropy}
 
 # The usual rule of thumb for the largest relative error (CS231n's notes on gradient checks),
 # valid in float64: the bounds below which a check counts as passed.
@@ -305,7 +305,7 @@ def gradient_checks(args, nets: dict, x, y) -> list[dict]:
     rows = []
     gen = torch.Generator().manual_seed(args.seed)
     for model_name in ("linear", "mlp"):
-        for loss in LOSSES:
+        for loss in CLASSIFIERS:
             for state in ("init", "trained"):
                 obj = objective(nets[model_name][state], loss, x, y)
                 r = check(obj, pick_coordinates(obj.spans, args.num_checks, gen),

@@ -42,7 +42,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lintorch import LinearClassifier, cli, compare, cross_entropy, l2_penalty, sweep, train
+from lintorch import LinearClassifier, cli, compare, cross_entropy, l2_penalty, losses, sweep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,8 +167,8 @@ def stack_step(problem: Problem, models: int):
     stack.lr.fill_(LR)
     x = torch.randn(problem.batch_size, problem.features)
     y = torch.randint(problem.classes, (problem.batch_size,))
-    per_example_loss = train.data_loss_fn("softmax", "lintorch", "none")
-    penalty = sweep.BATCHED_PENALTIES["l2"]
+    per_example_loss = losses.loss_fn("softmax", "lintorch", "none")
+    penalty = losses.STACKED_PENALTIES["l2"]
     return lambda: stack.step(x, y, per_example_loss, penalty, 0.0)
 
 

@@ -52,8 +52,9 @@ from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
 from lintorch import append_ones, board, data, report, search
+from lintorch.losses import loss_fn as data_loss_fn
 from lintorch.models import LinearClassifier
-from lintorch.train import TrainConfig, data_loss_fn, evaluate, train_model
+from lintorch.train import TrainConfig, evaluate, train_model
 
 EXPERIMENT = "search_vs_gradient"
 METHODS = ("random search", "random local search", "genetic algorithm", "sgd")

@@ -4,8 +4,12 @@ formatter, and SIGTERM. Only the ``main()`` functions import it."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import signal
+import sys
+import typing
+from collections.abc import Callable
 from pathlib import Path
 
 from . import config, data
@@ -27,6 +31,22 @@ def handle_sigterm() -> None:
 
 def exit_code(interrupt: KeyboardInterrupt) -> int:
     return getattr(interrupt, "exit_code", 130)  # 130 = 128 + SIGINT
+
+
+def run_main(work: Callable[[], object], also: tuple[type[Exception], ...] = ()) -> int:
+    """A command's exit code for ``work()``: 0 when it is done; a user's mistake (bad data, a bad
+    checkpoint, an unwritable folder, or one of ``also``) is one line on stderr and exit 1 (or
+    the error's ``exit_code``); Ctrl-C exits 130 and SIGTERM 143, saying what was kept."""
+    handle_sigterm()
+    try:
+        work()
+    except KeyboardInterrupt as e:
+        print(f"\n{e or 'interrupted'}", file=sys.stderr)
+        return exit_code(e)
+    except (data.DataError, ValueError, OSError, *also) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 1)
+    return 0
 
 
 # argparse
@@ -91,60 +111,23 @@ def dataset_name(text: str) -> str:
         f"images, got {text!r} (no such folder)")
 
 
-def add_training_flags(parser: argparse.ArgumentParser, sweep: bool = False) -> None:
-    """The flags of TrainConfig, shared by ``lintorch.train`` and ``lintorch.sweep``."""
-    per = "default: per data set, listed below"
-    a = parser.add_argument
-    a("--dataset", default="cifar10", type=dataset_name, metavar=DATASET_METAVAR,
-      help="data set to train on, an .npz file of your own features "
-      "(x_train, y_train, x_test, y_test, optionally classes), or a folder of images "
-      "(FOLDER/train/<class>/<image>, FOLDER/test/<class>/<image>; decoded once, then read "
-      "from a cache in $LINTORCH_CACHE, else $XDG_CACHE_HOME/lintorch, else "
-      "~/.cache/lintorch)")
-    a("--model", default="linear", choices=config.MODELS, help="linear classifier or sigmoid MLP")
-    a("--hidden", type=positive(int), nargs="+", default=None,
-      help=f"hidden layer sizes of the MLP ({per})")
-    a("--loss", default="softmax", choices=config.LOSSES,
-      help="multiclass SVM or softmax cross-entropy")
-    a("--impl", default="lintorch", choices=config.IMPLS,
-      help="lintorch's hand-written losses and sigmoid, or torch's built-ins (for comparison)")
-    a("--epochs", type=positive(int), default=None, help=f"epochs to train ({per})")
-    a("--batch-size", type=positive(int), default=None, help=f"mini-batch size ({per})")
-    if not sweep:
-        a("--lr", type=positive(float), default=None, help=f"learning rate alpha ({per})")
-    a("--lr-decay", choices=config.LR_DECAYS, default=None,
-      help=f"learning-rate schedule, stepped once per epoch ({per})")
-    a("--lr-step", type=positive(int), default=5, help="epochs between decays for --lr-decay step")
-    a("--lr-gamma", type=positive(float), default=0.5, help="decay factor for step and exp")
-    a("--momentum", type=non_negative(float), default=None,
-      help=f"SGD momentum, 0 being the lecture's plain SGD ({per})")
-    if not sweep:
-        a("--reg", type=non_negative(float), default=None,
-          help=f"regularization strength lambda ({per})")
-    a("--reg-type", choices=config.REG_TYPES, default="l2",
-      help="penalty R(W) on weights, not biases")
-    a("--seed", type=int, default=0, help="random seed (data split, init, batch order)")
-    a("--device", choices=config.DEVICES, default="auto", help="auto = cuda when available")
-    a("--dtype", choices=config.DTYPES, default="float32",
-      help="floating-point type of data and model")
-    a("--data-root", default=None,
-      help="folder holding the data set (unset: $LINTORCH_DATA, else ./data, else where "
-           "Debian's dataset packages install it)")
-    a("--no-download", action="store_true", help="never download missing data")
-    a("--val-size", type=non_negative(int), default=1000,
-      help="training images held out for validation")
-    a("--preprocess", choices=data.PREPROCESS, default="standardize",
-      help="none, center (subtract the mean image), standardize (per-channel mean, std) or "
-           "pixel (each pixel's own mean, std)")
-    a("--augment", action="store_true", help="random flips and padded crops, on the device")
-    a("--logdir", default="runs", help="folder for the run folders")
-    a("--run-name", default=None, help="run folder name (unset: the model, loss and time)")
-    a("--limit", type=positive(int), default=None, metavar="N",
-      help="train on N images of the training split only, drawn with the seed after the "
-           "validation images are held out (quick runs; unset: all of them)")
-    a("--quiet", action="store_true", help="no progress bar or per-epoch lines")
-    a("--tensorboard", action=argparse.BooleanOptionalAction, default=True,
-      help="write TensorBoard events (metrics.json and the checkpoint are written either way)")
-    a("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
-      help="on a GPU, replay each step from a captured CUDA graph: the same arithmetic, "
-           "launched at once (not with --augment)")
+def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """A flag for each field of ``TrainConfig`` but ``skip``, from the field's declaration: its
+    default, help, choices and bound; booleans that default to True get a --no- form."""
+    hints = typing.get_type_hints(config.TrainConfig)
+    for f in dataclasses.fields(config.TrainConfig):
+        if f.name in skip:
+            continue
+        meta, kind = f.metadata, typing.get_args(hints[f.name]) or (hints[f.name],)
+        kw = {"default": f.default, "help": meta["help"]}
+        if kind[0] is bool:
+            kw["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
+        else:
+            many = typing.get_origin(kind[0]) is list
+            number = typing.get_args(kind[0])[0] if many else kind[0]
+            bound = {"positive": positive, "non_negative": non_negative}.get(meta.get("bound"))
+            kw.update(type=bound(number) if bound else number, nargs="+" if many else None,
+                      choices=meta.get("choices"), metavar=meta.get("metavar"))
+        if f.name == "dataset":
+            kw.update(type=dataset_name, metavar=DATASET_METAVAR)
+        parser.add_argument("--" + f.name.replace("_", "-"), **kw)

@@ -21,13 +21,12 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd import gradcheck
 
-from . import cli, config, data, files, losses, train
+from . import config, console, data, files, losses, train
 
-LOSSES = ("svm", "softmax", "mse")
+LOSSES = tuple(losses.LOSSES)
 # Both sides evaluate the same formula in float64, so they may differ by rounding alone: a few
 # ulps of values up to ~1e3, summed over ~1e3 terms, stays far below 1e-9.
 VALUE_TOL = 1e-9
@@ -39,20 +38,10 @@ GRAD_TOL = 1e-9
 WEIGHT_RTOL = 1e-3
 
 
-def _svm_builtin(s: Tensor, y: Tensor, reduction: str = "mean") -> Tensor:
-    # torch divides each row by C, the lecture does not
-    return s.shape[1] * F.multi_margin_loss(s, y, reduction=reduction)
-
-
-# Each pair maps (scores or predictions, target, reduction) to the loss.
-CUSTOM: dict[str, Callable[..., Tensor]] = {
-    "svm": losses.svm_loss, "softmax": losses.cross_entropy, "mse": losses.mse_loss}
-BUILTIN: dict[str, Callable[..., Tensor]] = {
-    "svm": _svm_builtin, "softmax": F.cross_entropy, "mse": F.mse_loss}
-# What training applies: the functionals without their per-call checks, the labels having
-# been checked once up front.
+# What training applies: lintorch's functionals without their per-call checks, the labels
+# having been checked once up front.
 FUNCTION: dict[str, Callable[..., Tensor]] = {
-    name: functools.partial(fn, check=False) for name, fn in CUSTOM.items()}
+    name: functools.partial(fn, check=False) for name, fn in losses.LOSSES.items()}
 
 
 def random_inputs(loss: str, n: int, c: int, dtype=torch.float64, device="cpu",
@@ -78,7 +67,7 @@ def check_agreement(loss: str, reduction: str, n: int = 32, c: int = 10, seed: i
                     builtin: Callable[..., Tensor] | None = None) -> dict:
     """Largest |value difference| and |gradient difference| of ``custom`` against ``builtin``
     (default: lintorch's loss and torch's), and whether gradcheck passes, in float64."""
-    custom, builtin = custom or CUSTOM[loss], builtin or BUILTIN[loss]
+    custom, builtin = custom or losses.LOSSES[loss], builtin or losses.BUILTIN_LOSSES[loss]
     s, target = random_inputs(loss, n, c, seed=seed)
     # mse is differentiable in both arguments; the classification losses in the scores alone
     wrt, fixed = ([s, target], []) if loss == "mse" else ([s], [target])
@@ -158,7 +147,8 @@ def loss_speed(n: int, c: int = 10, device: str | torch.device = "cpu", repeats:
         def step(fn, s=s, target=target):
             return lambda: torch.autograd.grad(fn(s, target), s)
 
-        fns = {"function": FUNCTION[loss], "checked": CUSTOM[loss], "builtin": BUILTIN[loss]}
+        fns = {"function": FUNCTION[loss], "checked": losses.LOSSES[loss],
+               "builtin": losses.BUILTIN_LOSSES[loss]}
         t = time_alternating({k: step(fn) for k, fn in fns.items()}, repeats, min_block_s, device)
         result[loss] = {"loss": loss, "n": n, "c": c, "device": device.type,
                         **{f"{k}_s": seconds for k, seconds in t.items()},
@@ -198,9 +188,7 @@ def train_overlay(dataset: str, data_root: str | None = None, epochs: int = 3,
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [header, ["-" * w for w in widths], *rows]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in lines)
+    return console.format_table(None, header, rows, left=len(header))
 
 
 def _us(seconds: float) -> str:
@@ -278,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "gradients, speed, and a training run with each. Exit code 1 when a "
                     "difference exceeds its tolerance.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    from . import cli
+
     a, count = parser.add_argument, cli.positive(int)
     a("--no-train", action="store_true", help="skip the training overlay")
     a("--no-speed", action="store_true", help="skip the timings")
@@ -297,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import cli
+
     args = build_parser().parse_args(argv)
     cli.handle_sigterm()
     try:
@@ -310,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     except (data.DataError, ValueError, OSError) as e:  # 1 is taken: a difference too large
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, train.Interrupted) as e:  # Interrupted: one in a training run
+    except KeyboardInterrupt as e:  # train.Interrupted too: one in a training run
         print("\ninterrupted", file=sys.stderr)
         return cli.exit_code(e)
     return 0 if results["ok"] else 1

@@ -1,4 +1,12 @@
-"""``TrainConfig``: every knob of a training run, with the per-data-set defaults."""
+"""``TrainConfig``: every setting of a training run, each declared once, with the per-data-set
+defaults.
+
+A field carries its default, its help text and its role: "recipe" (it changes what is trained,
+so TensorBoard's HPARAMS tab shows it and a resumed run keeps it), "io" (where the run reads and
+writes) or "run" (how fast or how loudly it runs); ``free_on_resume`` marks what a resumed run may
+change. The command-line flags (``lintorch/cli.py``), the HPARAMS recipe, the resume rule and the
+checks of a config, given or saved in a checkpoint, are all derived from the fields.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +14,33 @@ import dataclasses
 import math
 import os
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import data
+from .losses import CLASSIFIERS, PENALTIES
 
 MODELS = ("linear", "mlp")
-LOSSES = ("svm", "softmax")
+LOSSES = CLASSIFIERS
 IMPLS = ("lintorch", "torch")
 LR_DECAYS = ("none", "step", "exp", "cosine")
-REG_TYPES = ("l2", "l1")
+REG_TYPES = tuple(PENALTIES)
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("float32", "float64")
 
-# Per-data-set defaults for the fields left at None, chosen on the validation split.
+# Per-data-set defaults for the fields left at None, chosen on the validation split (how: see
+# experiments/README.md).
 DATASET_DEFAULTS = {
     "cifar10": {
-        # Chosen with lintorch.sweep on a 10,000-image validation split of the JPEG copy: lr 0.03
-        # and reg 0.03 gave 41.2% (softmax); 10 epochs 40.7%, 30 no better than 20; per-pixel
-        # standardization no better. The course's raw-pixel settings rescaled (lr 4e-4, reg 6,
-        # 6 epochs, no decay) give 32.6% test accuracy.
         "linear": dict(epochs=20, batch_size=200, lr=0.03, lr_decay="cosine", momentum=0.0,
                        reg=0.03),
-        # Validation: reg 5e-5 overfits (train 97%, val 46% after 30 epochs); reg 1e-3 gave 51.7%
-        # in 20 epochs, 54.0% in 40 and 54.3% in 80 (not worth twice the time); 5e-4 and 2e-3
-        # less; momentum 0.9 and lr 0.1 as on Fashion-MNIST (lr 0.01 and 0.03 slower; plain SGD
-        # 51.7% at lr 0.3 and 53.3% at lr 1.0, the same effective rate).
         "mlp": dict(epochs=40, batch_size=200, lr=0.1, lr_decay="cosine", momentum=0.9,
                     reg=1e-3, hidden=[512]),
     },
     "fashion-mnist": {
-        # lr 0.1: +0.1% validation accuracy over 0.05 in five seeds of five (10,000-image split)
         "linear": dict(epochs=15, batch_size=128, lr=0.1, lr_decay="cosine", momentum=0.0,
                        reg=1e-3),
         # Momentum: the only change that moved the MLP's validation accuracy past the
-        # plain-SGD plateau (89.0-89.3% on a 10,000-image split).
+        # plain-SGD plateau.
         "mlp": dict(epochs=30, batch_size=128, lr=0.2, lr_decay="cosine", momentum=0.9,
                     reg=5e-5, hidden=[512]),
     },
@@ -54,97 +55,111 @@ DATASET_DEFAULTS = {
 DATASET_DEFAULTS["mnist"] = DATASET_DEFAULTS["fashion-mnist"]
 # A folder of images of your own: the defaults chosen on CIFAR-10, the natural images.
 DATASET_DEFAULTS["folder"] = DATASET_DEFAULTS["cifar10"]
-# Rates (and strengths) for the SVM where its validation accuracy preferred others: on CIFAR-10,
-# 39.5% at lr 1e-3, reg 0.1; the best of the other settings tried (reg 0, 40 epochs, batch 64
-# at lr 3e-4, per-pixel standardization) came within 0.2 points.
+# Rates (and strengths) for the SVM where its validation accuracy preferred others.
 SVM_OVERRIDES = {"fashion-mnist": {"linear": dict(lr=0.01)}, "mnist": {"linear": dict(lr=0.01)},
                  "cifar10": {"linear": dict(lr=1e-3, reg=0.1)}}
 SVM_OVERRIDES["folder"] = SVM_OVERRIDES["cifar10"]
 PER_DATASET = ("epochs", "batch_size", "lr", "lr_decay", "momentum", "reg", "hidden")
-# What a resumed run may change: how long it trains, where, and how much it shows. The rest is
-# its recipe, kept from the checkpoint so that the resumed run is the same run.
-FREE_ON_RESUME = ("epochs", "device", "data_root", "no_download", "quiet", "tensorboard",
-                  "cuda_graphs", "resume")
-PATHS = ("dataset", "data_root", "logdir", "resume")
-# Every field is one or the other (tests/test_config.py checks): the recipe, what changes the
-# result and so what TensorBoard's HPARAMS tab shows (``recipe``); and where the run reads and
-# writes, what it prints, and how fast it gets there. ``limit`` is recipe: 2,000 images train
-# another model than 60,000. The device is not: it changes the rounding, not what is trained.
-RECIPE = ("dataset", "model", "hidden", "loss", "impl", "epochs", "batch_size", "lr",
-          "lr_decay", "lr_step", "lr_gamma", "momentum", "reg", "reg_type", "preprocess",
-          "augment", "val_size", "limit", "seed", "dtype")
-NOT_RECIPE = ("data_root", "logdir", "run_name", "resume", "quiet", "tensorboard", "cuda_graphs",
-              "no_download", "device")
+_PER = "default: per data set, listed below"
+
+
+class ResumeConflict(ValueError):
+    """A setting given with --resume that differs from the checkpoint's."""
+
+
+def setting(default, help: str, role: str, *, free_on_resume: bool = False, **flag):
+    """A field of TrainConfig: its default, its help, its role, whether a resumed run may change
+    it, and for its flag ``choices``, ``bound`` ("positive" or "non_negative") or ``metavar``."""
+    return field(default=default, metadata={"help": help, "role": role,
+                                            "free_on_resume": free_on_resume, **flag})
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run; the CLI's flags map to these fields one to one.
+    """Every setting of a run; the CLI's flags map to these fields one to one.
 
     Fields left at None take the data set's default (``DATASET_DEFAULTS``). ``dataset`` is one
     of ``data.DATASETS``, the path of an .npz file of your own features, or the path of a folder
     of images (``train/<class>/<image>``, ``test/<class>/<image>``).
     """
 
-    dataset: str = "cifar10"
-    model: str = "linear"
-    hidden: list[int] | None = None
-    loss: str = "softmax"
-    impl: str = "lintorch"
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    lr_decay: str | None = None
-    lr_step: int = 5
-    lr_gamma: float = 0.5
-    momentum: float | None = None
-    reg: float | None = None
-    reg_type: str = "l2"
-    seed: int = 0
-    device: str = "auto"
-    dtype: str = "float32"
-    data_root: str | None = None
-    no_download: bool = False
-    val_size: int = 1000
-    preprocess: str = "standardize"
-    augment: bool = False
-    logdir: str = "runs"
-    run_name: str | None = None
-    resume: str | None = None
-    limit: int | None = None
-    quiet: bool = False
-    tensorboard: bool = True
-    cuda_graphs: bool = True
+    dataset: str = setting(
+        "cifar10", "data set to train on, an .npz file of your own features (x_train, y_train, "
+        "x_test, y_test, optionally classes), or a folder of images (FOLDER/train/<class>/<image>,"
+        " FOLDER/test/<class>/<image>; decoded once, then read from a cache in $LINTORCH_CACHE, "
+        "else $XDG_CACHE_HOME/lintorch, else ~/.cache/lintorch)", "recipe")
+    model: str = setting("linear", "linear classifier or sigmoid MLP", "recipe", choices=MODELS)
+    hidden: list[int] | None = setting(None, f"hidden layer sizes of the MLP ({_PER})", "recipe",
+                                       bound="positive")
+    loss: str = setting("softmax", "multiclass SVM or softmax cross-entropy", "recipe",
+                        choices=LOSSES)
+    impl: str = setting("lintorch", "lintorch's hand-written losses, sigmoid and SGD step, or "
+                        "torch's built-ins (for comparison)", "recipe", choices=IMPLS)
+    epochs: int | None = setting(None, f"epochs to train ({_PER}); with --resume, a longer run",
+                                 "recipe", free_on_resume=True, bound="positive")
+    batch_size: int | None = setting(None, f"mini-batch size ({_PER})", "recipe", bound="positive")
+    lr: float | None = setting(None, f"learning rate alpha ({_PER})", "recipe", bound="positive")
+    lr_decay: str | None = setting(None, f"learning-rate schedule, stepped once per epoch ({_PER})",
+                                   "recipe", choices=LR_DECAYS)
+    lr_step: int = setting(5, "epochs between decays for --lr-decay step", "recipe",
+                           bound="positive")
+    lr_gamma: float = setting(0.5, "decay factor for step and exp", "recipe", bound="positive")
+    momentum: float | None = setting(
+        None, f"SGD momentum, 0 being the lecture's plain SGD ({_PER})", "recipe",
+        bound="non_negative")
+    reg: float | None = setting(None, f"regularization strength lambda ({_PER})", "recipe",
+                                bound="non_negative")
+    reg_type: str = setting("l2", "penalty R(W) on weights, not biases", "recipe",
+                            choices=REG_TYPES)
+    seed: int = setting(0, "random seed (data split, init, batch order)", "recipe")
+    device: str = setting("auto", "auto = cuda when available", "run", free_on_resume=True,
+                          choices=DEVICES)
+    dtype: str = setting("float32", "floating-point type of data and model", "recipe",
+                         choices=DTYPES)
+    data_root: str | None = setting(
+        None, "folder holding the data set (unset: $LINTORCH_DATA, else ./data, else where "
+        "Debian's dataset packages install it)", "io", free_on_resume=True)
+    no_download: bool = setting(False, "never download missing data", "io", free_on_resume=True)
+    val_size: int | None = setting(
+        None, "training images held out for validation (unset: 1000, or a tenth of the "
+        "training images when that is fewer)", "recipe", bound="non_negative")
+    preprocess: str = setting(
+        "standardize", "none, center (subtract the mean image), standardize (per-channel mean, "
+        "std) or pixel (each pixel's own mean, std)", "recipe", choices=data.PREPROCESS)
+    augment: bool = setting(False, "random flips and padded crops, on the device", "recipe")
+    logdir: str = setting("runs", "folder for the run folders", "io")
+    run_name: str | None = setting(None, "run folder name (unset: the model, loss and time)", "io")
+    resume: str | None = setting(
+        None, "continue the run saved in PATH (runs/<name>/checkpoint.pt): the run's own command "
+        "with --resume PATH appended, or --resume PATH alone", "io", free_on_resume=True,
+        metavar="PATH")
+    limit: int | None = setting(
+        None, "train on N images of the training split only, drawn with the seed after the "
+        "validation images are held out (quick runs; unset: all of them)", "recipe",
+        bound="positive", metavar="N")
+    quiet: bool = setting(False, "no progress bar or per-epoch lines", "run", free_on_resume=True)
+    tensorboard: bool = setting(True, "write TensorBoard events (metrics.json and the checkpoint "
+                                "are written either way)", "run", free_on_resume=True)
+    cuda_graphs: bool = setting(True, "on a GPU, replay each step from a captured CUDA graph: "
+                                "the same arithmetic, launched at once (not with --augment)", "run",
+                                free_on_resume=True)
+    refresh_cache: bool = setting(False, "decode an image folder again, though its cache is "
+                                  "current", "io", free_on_resume=True)
 
     def resolved(self) -> TrainConfig:
-        """A copy with the per-data-set defaults filled in and every choice validated."""
-        paths = {k: os.fspath(getattr(self, k)) for k in PATHS if getattr(self, k) is not None}
-        cfg = dataclasses.replace(self, **paths)
-        for name, choices in [("model", MODELS), ("loss", LOSSES), ("impl", IMPLS),
-                              ("reg_type", REG_TYPES), ("device", DEVICES), ("dtype", DTYPES),
-                              ("preprocess", data.PREPROCESS)]:
-            if getattr(cfg, name) not in choices:
-                raise ValueError(f"{name} must be one of {choices}, got {getattr(cfg, name)!r}")
+        """A copy with the per-data-set defaults filled in and every value checked."""
+        cfg = dataclasses.replace(self, **{f.name: os.fspath(getattr(self, f.name))
+                                           for f in _PATHS if getattr(self, f.name) is not None})
         kind = data.kind(cfg.dataset)
-        defaults = dict(DATASET_DEFAULTS[kind][cfg.model])
+        defaults = dict(DATASET_DEFAULTS[kind][cfg.model if cfg.model in MODELS else "linear"])
         if cfg.loss == "svm":
             defaults.update(SVM_OVERRIDES.get(kind, {}).get(cfg.model, {}))
         cfg = dataclasses.replace(
             cfg, **{k: defaults.get(k) for k in PER_DATASET if getattr(cfg, k) is None})
         cfg.hidden = [int(h) for h in cfg.hidden or [512]]
-        if cfg.lr_decay not in LR_DECAYS:
-            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {cfg.lr_decay!r}")
-        for name in ("epochs", "batch_size", "lr_step"):
-            if getattr(cfg, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-        if not cfg.lr > 0 or not math.isfinite(cfg.lr):
-            raise ValueError(f"lr must be a positive number, got {cfg.lr}")
-        if cfg.reg < 0 or cfg.momentum < 0 or cfg.lr_gamma <= 0:
-            raise ValueError("reg and momentum must be >= 0 and lr_gamma > 0")
-        if any(h < 1 for h in cfg.hidden):
-            raise ValueError(f"hidden sizes must be positive, got {cfg.hidden}")
-        if cfg.limit is not None and cfg.limit < 1:
-            raise ValueError(f"limit must be at least 1, got {cfg.limit}")
+        for f in dataclasses.fields(cfg):
+            if problem := _out_of_bounds(getattr(cfg, f.name), f.metadata):
+                raise ValueError(f"{f.name} must be {problem}, got {getattr(cfg, f.name)!r}")
         return cfg
 
     @classmethod
@@ -154,39 +169,76 @@ class TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in saved.items() if k in known})
 
-    def resumed_from(self, saved: dict) -> TrainConfig:
-        """The run saved in a checkpoint (``saved``: its config), continued as this config
-        says: only the fields of ``FREE_ON_RESUME`` may differ; ``epochs`` extends the run."""
-        base, unset = TrainConfig.from_saved(saved), TrainConfig()
-        fields = {f.name for f in dataclasses.fields(self)}
-        for name in sorted(fields - set(FREE_ON_RESUME) - {"logdir", "run_name"}):
-            mine = getattr(self, name)
-            if mine != getattr(unset, name) and mine != getattr(base, name):
-                raise ValueError(f"{name} cannot change when resuming (saved: "
-                                 f"{getattr(base, name)!r}, given: {mine!r}); start a new run")
-        return dataclasses.replace(
-            base, resume=os.fspath(self.resume), epochs=self.epochs or base.epochs,
-            data_root=self.data_root or base.data_root, device=self.device,
-            no_download=self.no_download, quiet=self.quiet, tensorboard=self.tensorboard,
-            cuda_graphs=self.cuda_graphs)
+    def resumed_from(self, saved: dict, given: typing.Iterable[str] | None = None
+                     ) -> TrainConfig:
+        """The run a checkpoint saved (``saved``: its config), continued as this config says.
+
+        ``given``: the fields set on purpose (the CLI's flags); unset, those that differ from
+        TrainConfig's defaults. A given field that a resumed run keeps must equal the saved one
+        (ResumeConflict, naming both, if not); the free ones replace it where set (not None).
+        """
+        base, defaults = TrainConfig.from_saved(saved), TrainConfig()
+        if given is None:
+            given = {f.name for f in dataclasses.fields(self)
+                     if getattr(self, f.name) != getattr(defaults, f.name)}
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(base, f.name)
+            if f.name in given and not f.metadata["free_on_resume"] and not _same(f, mine, theirs):
+                flag = "--" + f.name.replace("_", "-")
+                raise ResumeConflict(f"{f.name} cannot change when resuming: the checkpoint's is "
+                                 f"{theirs!r}, {flag} gives {mine!r}; leave {flag} out or start a "
+                                 "new run")
+        return dataclasses.replace(base, **{
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+            if f.metadata["free_on_resume"] and getattr(self, f.name) is not None})
+
+
+_FIELDS = dataclasses.fields(TrainConfig)
+_PATHS = [f for f in _FIELDS if f.name in ("dataset", "data_root", "logdir", "resume")]
+RECIPE = tuple(f.name for f in _FIELDS if f.metadata["role"] == "recipe")
+NOT_RECIPE = tuple(f.name for f in _FIELDS if f.metadata["role"] != "recipe")
+FREE_ON_RESUME = tuple(f.name for f in _FIELDS if f.metadata["free_on_resume"])
+
+
+def _out_of_bounds(value, meta) -> str | None:
+    """What ``value`` must be, in words, if it is not; None if it is (or is unset)."""
+    if value is None:
+        return None
+    if "choices" in meta and value not in meta["choices"]:
+        return f"one of {meta['choices']}"
+    bound = meta.get("bound")
+    for v in value if isinstance(value, list) else [value]:
+        if bound == "positive" and not (v > 0 and math.isfinite(v)):
+            return "a positive number"
+        if bound == "non_negative" and not (v >= 0 and math.isfinite(v)):
+            return "a number >= 0"
+    return None
+
+
+def _same(f: dataclasses.Field, a, b) -> bool:
+    """Whether two values of field ``f`` are the same; paths are the same file or folder."""
+    if f in _PATHS and isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)):
+        return os.path.abspath(os.path.expanduser(a)) == os.path.abspath(os.path.expanduser(b))
+    return a == b
 
 
 def recipe(cfg: TrainConfig) -> dict:
-    """The fields of ``RECIPE`` that this (resolved) run uses, for the HPARAMS tab: ``hidden``
-    for the MLP only, ``lr_step`` for the step decay only, ``lr_gamma`` for step and exp only,
-    ``limit`` only when set (unset, the run trains on the whole training split)."""
+    """The recipe fields that this (resolved) run uses, for the HPARAMS tab: ``hidden`` for the
+    MLP only, ``lr_step`` for the step decay only, ``lr_gamma`` for step and exp only, ``limit``
+    only when set (unset, the run trains on the whole training split)."""
     # An unused field would show a value that changed nothing, and two runs that differ only
     # there would look like two recipes. An unset limit would also be the string "None" in a
     # column of numbers.
     unused = {"hidden": cfg.model != "mlp", "lr_step": cfg.lr_decay != "step",
-              "lr_gamma": cfg.lr_decay not in ("step", "exp"), "limit": cfg.limit is None}
+              "lr_gamma": cfg.lr_decay not in ("step", "exp"), "limit": cfg.limit is None,
+              "val_size": cfg.val_size is None}
     return {k: getattr(cfg, k) for k in RECIPE if not unused.get(k)}
 
 
 def wrong_kind(values: dict) -> str | None:
     """The first of ``values`` (a saved config: field -> value) whose value is not of its field's
     type, in words (``lr is 'fast', not float or None``); None when every one is. Unknown fields
-    are left to ``TrainConfig.resumed_from``, which ignores them."""
+    are left to ``TrainConfig.from_saved``, which ignores them."""
     hints = typing.get_type_hints(TrainConfig)
     for name, value in values.items():
         if name not in hints:

@@ -77,11 +77,11 @@ def short_name(name: str | os.PathLike) -> str:
 
 
 def load_dataset(name: str | os.PathLike, root: str | os.PathLike | None = None,
-                 download: bool = True, progress: bool = True) -> RawData:
+                 download: bool = True, progress: bool = True, refresh: bool = False) -> RawData:
     """Load data set `name` from `root` (see resolve_root), else from Debian's SYSTEM_ROOTS when
     no root was named, else download it into `root`. `name` is one of DATASETS, the path of an
     .npz file, or the path of an image folder (decoded once, with a progress bar if `progress`,
-    then read from a cache; `root` plays no part in either)."""
+    then read from a cache unless `refresh`; `root` plays no part in either)."""
     if kind(name) == "npz":
         return _load_npz(Path(name).expanduser())
     if kind(name) == "folder":
@@ -409,20 +409,23 @@ class Prepared:
     std: torch.Tensor
 
 
-def prepare(raw: RawData, val_size: int = 1000, preprocess: str = "standardize", seed: int = 0,
-            device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+def prepare(raw: RawData, val_size: int | None = None, preprocess: str = "standardize",
+            seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
             limit: int | None = None) -> Prepared:
-    """Split `val_size` random training examples off for validation, keep at most `limit` of
-    the rest for training, and preprocess all splits with statistics of the training split.
+    """Split `val_size` random training examples off for validation (None: 1,000, or a tenth of
+    the training examples when that is fewer), keep at most `limit` of the rest for training,
+    and preprocess all splits with statistics of the training split.
     none: x as is (uint8: x / 255); center: minus the mean example; standardize: mean and std per
     channel of images (N, C, H, W), else per feature; pixel: mean and std per feature (each pixel
     of each channel its own)."""
     if preprocess not in PREPROCESS:
         raise ValueError(f"unknown preprocessing {preprocess!r}; choose one of {PREPROCESS}")
     n = len(raw.train_labels)
+    if val_size is None:
+        val_size = min(1000, n // 10)
     if not 0 <= val_size < n:
-        raise DataError(f"validation size {val_size} must be at least 0 and below the {n} "
-                        "training images")
+        raise DataError(f"a validation split of {val_size} must leave training images, and the "
+                        f"training split holds {n}: give a smaller --val-size (0 for none)")
     if limit is not None and limit < 1:
         raise DataError(f"limit must be at least 1, got {limit}")
 

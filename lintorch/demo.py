@@ -25,14 +25,13 @@ from importlib import resources
 import torch
 
 from .gradcheck import numerical_gradient, relative_error
-from .losses import cross_entropy, l2_penalty, svm_loss
+from .losses import CLASSIFIERS, LOSSES, l2_penalty
 from .models import LinearClassifier, SigmoidMLP
 
 MAX_BODY, MAX_POINTS, MAX_HIDDEN, MAX_ABS, H = 256 * 1024, 1000, 64, 10**6, 1e-5
 EXTENT, GRID = (-4.0, 4.0, -4.0, 4.0), 125
-LOSSES = {"svm": svm_loss, "softmax": cross_entropy}
 NAMES = {"linear": ("W", "b"), "mlp": ("W1", "b1", "W2", "b2")}  # in the modules' order
-FIELDS = {"model": (str, tuple(NAMES)), "loss": (str, tuple(LOSSES)), "reg": (float, 0, 100),
+FIELDS = {"model": (str, tuple(NAMES)), "loss": (str, CLASSIFIERS), "reg": (float, 0, 100),
           "name": (str, ("separable", "overlapping", "rings")), "lr": (float, 0, 100),
           "steps": (int, 1, 500), "seed": (int, 0, 2**31 - 1), "classes": (int, 2, 10),
           "hidden": (int, 1, MAX_HIDDEN), "std": (float, 0, 10)}  # (str, choices), (type, lo, hi)

@@ -2,9 +2,10 @@
 
 Launched by ``torchrun`` (RANK, WORLD_SIZE and LOCAL_RANK in the environment), a run joins the
 process group: NCCL with one GPU per process (``cuda:LOCAL_RANK``) on CUDA, Gloo on the CPU.
-``fit`` then trains data-parallel: every process draws the same batch order, takes its share of
-each global batch, and ``DistributedDataParallel`` averages the gradients. The sweep divides its
-grid's models among the processes instead. Process 0 writes the run folder; the others compute
+``fit`` then trains data-parallel (``DataParallel``): every process draws the same batch order,
+takes its share of each global batch, and the all-reduce sums the gradients weighted by the
+shares, so that each step is the one a single process takes. The sweep divides its grid's models
+among the processes instead. Process 0 writes the run folder; the others compute
 the same figures and write nothing. Without torchrun, ``World()`` is one process and every
 method below does nothing.
 """
@@ -20,6 +21,8 @@ from typing import NoReturn
 
 import torch
 import torch.distributed as dist
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 _MARK = ".torchelastic-run-id"  # in a run folder: which torchrun invocation made it
 
@@ -76,6 +79,30 @@ class World:
         if failed:
             raise RuntimeError(f"another process could not load the data: {failed[0]}")
         return result if self.local_rank == 0 else load()
+
+
+class DataParallel(DistributedDataParallel):
+    """``DistributedDataParallel`` around ``module`` for lintorch's step, which stays the one of
+    a single process: its loss is the mean over the examples it sees, this process's share of
+    the batch (``share``). DDP's all-reduce would average the processes' gradients, weighing
+    every share alike; this one weighs each by its share of the batch, so that the sum is the
+    gradient of the whole batch's mean loss also when the batch does not split evenly."""
+
+    def __init__(self, module: nn.Module, device: torch.device, world: World) -> None:
+        super().__init__(module, device_ids=[device] if device.type == "cuda" else None)
+        self.world, self.weight = world, 1.0
+        self.register_comm_hook(None, self.weighted_sum)
+
+    def share(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """This process's part of the batch (x, y); its gradient will count by its size."""
+        mine = self.world.share(y)
+        self.weight = len(mine) / len(y)
+        return self.world.share(x), mine
+
+    # unannotated: DDP checks the annotations, and postponed ones (strings) fail its check
+    def weighted_sum(self, state, bucket):
+        grads = bucket.buffer().mul_(self.weight)
+        return dist.all_reduce(grads, async_op=True).get_future().then(lambda f: f.value()[0])
 
 
 def pick_device(name: str) -> torch.device:

@@ -13,10 +13,8 @@ import torch
 from torch import Tensor
 
 from . import stacked
-from .losses import check_target, cross_entropy, svm_loss
+from .losses import CLASSIFIERS, check_target, loss_fn
 
-# data loss L_i of each row of scores, unreduced, keyed by the names the experiments use
-_LOSSES = {"svm": svm_loss, "softmax": cross_entropy}
 CROSSOVERS = ("uniform", "row", "none")
 SELECTIONS = ("tournament", "truncation")
 # The lecture's starting point for local search: small random weights, so every score is near 0.
@@ -38,14 +36,13 @@ class SearchResult:
 
 def _data_loss(scores: Tensor, y: Tensor, loss: str) -> Tensor:
     """``L = 1/N sum_i L_i`` of each candidate, ``(P,)``, from ``(N, P, C)`` scores."""
-    return stacked.data_losses(lambda s, t: _LOSSES[loss](s, t, reduction="none", check=False),
-                               scores, y)
+    return stacked.data_losses(loss_fn(loss, reduction="none"), scores, y)
 
 
 def population_loss(W: Tensor, x1: Tensor, y: Tensor, loss: str = "softmax") -> Tensor:
     """Mean data loss of each candidate: ``W (P, C, D+1)``, ``x1 (N, D+1)`` -> ``(P,)``;
     ``loss`` is ``"svm"`` (multiclass hinge) or ``"softmax"`` (cross-entropy)."""
-    _check_choice("loss", loss, _LOSSES)
+    _check_choice("loss", loss, CLASSIFIERS)
     _check_data(x1, y)
     if W.dim() != 3 or W.shape[2] != x1.shape[1]:
         raise ValueError(f"W must be (P, C, D+1) = (P, C, {x1.shape[1]}) to match x1, "
@@ -108,7 +105,7 @@ def _check_data(x1: Tensor, y: Tensor, num_classes: int | None = None) -> None:
 def _check_common(x1: Tensor, y: Tensor, num_classes: int, budget: int, loss: str,
                   population: int, generator: torch.Generator | None, **positive: float) -> None:
     """The checks every method shares; ``positive`` names its step sizes and scales."""
-    _check_choice("loss", loss, _LOSSES)
+    _check_choice("loss", loss, CLASSIFIERS)
     _check_data(x1, y, num_classes)
     for name, value in (("budget (loss evaluations)", budget), ("population", population)):
         if value < 1:

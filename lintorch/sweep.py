@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import math
 import shlex
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,9 +25,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from . import board, cli, console, data, distributed, files, stacked, train
+from . import board, console, data, distributed, files, losses, stacked, train
 from .cuda_graph import GraphedStep
 from .models import LinearClassifier
+from .update_rules import sgd_step
 
 
 def check_grid(lrs, regs) -> tuple[list[float], list[float]]:
@@ -60,7 +60,7 @@ def grid_configs(config: train.TrainConfig, lrs, regs) -> list[train.TrainConfig
     if config.resume:
         raise ValueError("a sweep cannot resume a run; start it again")
     base = dataclasses.replace(config, lr=lrs[0], reg=regs[0]).resolved()
-    if base.val_size < 1:
+    if base.val_size == 0:
         raise ValueError("the sweep chooses its model on the validation split: "
                          "--val-size must be at least 1")
     return [dataclasses.replace(base, lr=lr, reg=reg) for lr in lrs for reg in regs]
@@ -71,15 +71,6 @@ def model_name(lr: float, reg: float) -> str:
     def short(v: float) -> str:
         return f"{v:g}" if float(f"{v:g}") == v else repr(v)
     return f"lr={short(lr)},reg={short(reg)}"
-
-
-# R(W_k) of each model, (K,), from W (K, C, D): lintorch's penalties summed per model. Autograd's
-# gradients of these forms are the hand-written ones to the bit (tested against the vmapped
-# Functions); vmapping the Functions themselves costs ~0.6 ms a step on a 2-core CPU.
-BATCHED_PENALTIES = {
-    "l2": lambda W: (W * W).sum((1, 2)),
-    "l1": lambda W: W.abs().sum((1, 2)),
-}
 
 
 @torch.no_grad()
@@ -100,7 +91,8 @@ def evaluate_stack(W: Tensor, b: Tensor, x: Tensor, y: Tensor, per_example_loss,
 
 class Stack:
     """The models still training, stacked: weights W (A, C, D), biases b (A, C), their SGD
-    momentum buffers, their learning rates ``lr`` (A,) and ``ids``, which grid models they are.
+    velocities (with momentum), their learning rates ``lr`` (A,) and ``ids``, which grid models
+    they are.
 
     Every tensor a step reads or writes is updated in place, so a CUDA graph captured once
     replays the step for the whole run (lintorch/cuda_graph.py).
@@ -111,7 +103,7 @@ class Stack:
         self.ids = ids
         self.reg = torch.tensor(regs, device=W.device, dtype=W.dtype)
         self.lr = torch.zeros(len(ids), device=W.device, dtype=W.dtype)
-        self.buffers: tuple[Tensor, Tensor] | None = None
+        self.velocity: list[Tensor | None] = [None, None]  # of W and b, with momentum
 
     def step(self, x: Tensor, y: Tensor, per_example_loss, penalty, momentum: float
              ) -> tuple[Tensor, Tensor, Tensor]:
@@ -126,19 +118,10 @@ class Stack:
         R = torch.where(self.reg > 0, penalty(self.W), 0.0)
         self.W.grad = self.b.grad = None
         (L + self.reg * R).sum().backward()
-        with torch.no_grad():
-            # torch.optim.SGD's rule: buf = momentum buf + grad (buf = grad at the first
-            # step), then p = p - lr buf, each model with its own lr
-            grads = (self.W.grad, self.b.grad)
-            if momentum:
-                if self.buffers is None:
-                    self.buffers = tuple(g.clone() for g in grads)
-                else:
-                    for buf, g in zip(self.buffers, grads):
-                        buf.mul_(momentum).add_(g)
-                grads = self.buffers
-            self.W.sub_(grads[0] * self.lr.view(-1, 1, 1))
-            self.b.sub_(grads[1] * self.lr.view(-1, 1))
+        # each model's SGD step, fit's, with its own learning rate
+        for i, (p, lr) in enumerate([(self.W, self.lr.view(-1, 1, 1)),
+                                     (self.b, self.lr.view(-1, 1))]):
+            self.velocity[i] = sgd_step(p, p.grad, lr, momentum, self.velocity[i])
         return L.detach(), R.detach(), s.detach()
 
     def keep(self, rows: list[int]) -> None:
@@ -146,8 +129,7 @@ class Stack:
         index = torch.tensor(rows, device=self.W.device, dtype=torch.long)
         self.W = self.W.detach().index_select(0, index).requires_grad_()
         self.b = self.b.detach().index_select(0, index).requires_grad_()
-        if self.buffers is not None:
-            self.buffers = tuple(buf.index_select(0, index) for buf in self.buffers)
+        self.velocity = [v if v is None else v.index_select(0, index) for v in self.velocity]
         self.ids = [self.ids[r] for r in rows]
         self.reg, self.lr = self.reg.index_select(0, index), self.lr.index_select(0, index)
 
@@ -198,7 +180,7 @@ class Sweep:
     data_load_s: float
     writers: list | None = None
     totals: Totals | None = None
-    graphed: GraphedStep | None = None
+    step: object = None  # (x, y) -> sweep_step's results: sweep_step, or its CUDA graph
     histories: list = field(default_factory=list)
     diverged: list = field(default_factory=list)
     final_W: Tensor | None = None
@@ -248,10 +230,12 @@ def start(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | None) 
     cfgs = grid_configs(config, lrs, regs)
     cfg, K = cfgs[0], len(cfgs)
     world, device = distributed.join(cfg.device)
-    t0 = time.perf_counter()
-    d, source = (world.first_on_each_node(lambda: train.load_data(cfg, device))
-                 if prepared is None else (prepared, "in-memory data"))
-    data_load_s = time.perf_counter() - t0
+    d, data_load_s, loaded = train.open_data(cfg, world, device, prepared)
+    if len(d.val_y) == 0:
+        raise data.DataError(f"{loaded}, and the sweep chooses its model on the validation "
+                             "split: give --val-size of at least 1")
+    for c in cfgs:
+        c.val_size = len(d.val_y)
 
     # Every model starts from the weights fit() would draw for it: the same seed, the same model.
     torch.manual_seed(cfg.seed)
@@ -260,35 +244,32 @@ def start(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | None) 
     mine = list(range(K))[world.rank::world.size]
     stack = Stack(W.expand(len(mine), -1, -1).clone(), b.expand(len(mine), -1).clone(),
                   [cfgs[k].reg for k in mine], mine)
-    name = cfg.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-    sweep_dir = world.from_main(str(files.unique_dir(cfg.logdir, name)) if world.main else None)
+    sweep_dir = train.run_folder(world, cfg.logdir,
+                                 cfg.run_name or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
     names = [model_name(c.lr, c.reg) for c in cfgs]
     sw = Sweep(cfgs, lrs, regs, world, device, d, stack,
-               train.data_loss_fn(cfg.loss, cfg.impl, "none"), Path(sweep_dir), names,
+               losses.loss_fn(cfg.loss, cfg.impl, "none"), sweep_dir, names,
                data_load_s, histories=[[] for _ in cfgs], diverged=[None] * K,
                final_W=W.expand(K, -1, -1).clone(), final_b=b.expand(K, -1).clone())
+    sw.step = lambda x, y: sweep_step(sw, x, y)
     if cfg.tensorboard and world.main:
         sw.writers = open_writers(cfgs, sw.sweep_dir, names)
     # On a GPU each step is replayed from a CUDA graph, as in fit, captured again only when
     # models drop out (the stack's tensors are new then).
     if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment:
-        sw.graphed = GraphedStep(lambda idx: sweep_step(sw, idx), cfg.batch_size, device)
+        sw.step = GraphedStep(sw.step, cfg.batch_size, device, key=lambda: tuple(stack.ids))
     processes = f" x {world.size} processes" if world.size > 1 else ""
-    console.say(sw.quiet, f"{source}: {d.train_x.shape[0]} train / {d.val_x.shape[0]} val / "
-                      f"{d.test_x.shape[0]} test examples, loaded in {data_load_s:.2f}s; {K} "
-                      f"linear models ({len(lrs)} lr x {len(regs)} reg), {cfg.loss} loss "
-                      f"({cfg.impl}), device {device}{processes}; sweep folder {sw.sweep_dir}")
+    console.say(sw.quiet, f"{loaded}; {K} linear models ({len(lrs)} lr x {len(regs)} reg), "
+                          f"{cfg.loss} loss ({cfg.impl}), device {device}{processes}; sweep "
+                          f"folder {sw.sweep_dir}")
     return sw
 
 
-def sweep_step(sw: Sweep, idx: Tensor, gen: torch.Generator | None = None) -> Tensor:
-    """One SGD step of every model still training, on the examples ``idx``."""
-    x, y = sw.data.train_x.index_select(0, idx), sw.data.train_y.index_select(0, idx)  # as fit
-    if sw.cfg.augment:
-        x = data.augment(x, gen)
-    L, R, s = sw.stack.step(x, y, sw.per_example_loss, BATCHED_PENALTIES[sw.cfg.reg_type],
+def sweep_step(sw: Sweep, x: Tensor, y: Tensor) -> tuple[Tensor]:
+    """One SGD step of every model still training, on the batch (x, y)."""
+    L, R, s = sw.stack.step(x, y, sw.per_example_loss, losses.STACKED_PENALTIES[sw.cfg.reg_type],
                             sw.cfg.momentum)
-    return sw.totals.add(L, R, s, y)
+    return (sw.totals.add(L, R, s, y),)
 
 
 def train_epoch(sw: Sweep, epoch: int) -> int:
@@ -297,7 +278,7 @@ def train_epoch(sw: Sweep, epoch: int) -> int:
     cfg, d, stack = sw.cfg, sw.data, sw.stack
     t_epoch = time.perf_counter()
     lrs = [train.lr_at(c, epoch) for c in sw.cfgs]
-    rows, diverged = {}, {}
+    diverged, sums = {}, None
     if stack.ids:
         stack.lr.copy_(torch.tensor([lrs[k] for k in stack.ids], dtype=torch.float64))
         if sw.totals is None or len(sw.totals.loss) != len(stack.ids):
@@ -305,14 +286,10 @@ def train_epoch(sw: Sweep, epoch: int) -> int:
         sw.totals.reset()
         start_W, start_b = stack.W.detach().clone(), stack.b.detach().clone()
         gen = train.epoch_generator(cfg.seed, epoch, sw.device)
-        n = d.train_x.shape[0]
-        batches = data.batch_indices(n, cfg.batch_size, gen, sw.device)
+        batches = data.batch_indices(len(d.train_y), cfg.batch_size, gen, sw.device)
         desc = f"epoch {epoch}/{cfg.epochs}, {len(stack.ids)} models"
         for idx in console.progress(batches, desc, sw.quiet):
-            if sw.graphed is None:
-                sweep_step(sw, idx, gen)
-            else:
-                sw.graphed(idx, key=tuple(stack.ids))
+            sw.step(*train.minibatch(d, idx, gen if cfg.augment else None))
 
         # Once per epoch the host reads what happened: drop the models that diverged.
         totals, bad_steps = sw.totals, sw.totals.first_bad.tolist()
@@ -324,16 +301,33 @@ def train_epoch(sw: Sweep, epoch: int) -> int:
         sums = torch.stack([totals.loss, totals.correct.double(), totals.penalty])[:, good]
         if len(good) < len(bad_steps):
             stack.keep(good)
-    if stack.ids:
-        val_loss, val_acc = evaluate_stack(stack.W, stack.b, d.val_x, d.val_y,
-                                           sw.per_example_loss)
-        stats = torch.cat([sums / n, torch.stack([val_loss, val_acc])]).cpu().tolist()
-        for j, k in enumerate(stack.ids):
-            rows[k] = {"epoch": epoch, "train_loss": stats[0][j], "train_accuracy": stats[1][j],
-                       "val_loss": stats[3][j], "val_accuracy": stats[4][j], "lr": lrs[k],
-                       "penalty": stats[2][j], "epoch_time_s": time.perf_counter() - t_epoch}
+    training = gather_epoch(sw, epoch, epoch_rows(sw, epoch, sums, lrs, t_epoch), diverged)
+    if training:
+        best = max(training, key=lambda k: sw.histories[k][-1]["val_accuracy"])
+        console.say(sw.quiet, f"epoch {epoch:3d}/{cfg.epochs} | best val acc "
+                              f"{100 * sw.histories[best][-1]['val_accuracy']:6.2f}% "
+                              f"({sw.names[best]}) | {len(training)}/{len(sw.cfgs)} models "
+                              f"training | {time.perf_counter() - t_epoch:.2f}s")
+    return len(training)
 
-    # Every process learns every model's epoch (under torchrun); process 0 shows it.
+
+def epoch_rows(sw: Sweep, epoch: int, sums: Tensor | None, lrs: list[float], t_epoch: float
+               ) -> dict[int, dict]:
+    """The epoch's history row of each model this process still trains, validation included."""
+    stack, d = sw.stack, sw.data
+    if not stack.ids:
+        return {}
+    val_loss, val_acc = evaluate_stack(stack.W, stack.b, d.val_x, d.val_y, sw.per_example_loss)
+    stats = torch.cat([sums / len(d.train_y), torch.stack([val_loss, val_acc])]).cpu().tolist()
+    return {k: {"epoch": epoch, "train_loss": stats[0][j], "train_accuracy": stats[1][j],
+                "val_loss": stats[3][j], "val_accuracy": stats[4][j], "lr": lrs[k],
+                "penalty": stats[2][j], "epoch_time_s": time.perf_counter() - t_epoch}
+            for j, k in enumerate(stack.ids)}
+
+
+def gather_epoch(sw: Sweep, epoch: int, rows: dict, diverged: dict) -> list[int]:
+    """Every process learns every model's epoch (under torchrun); process 0 shows it. Returns
+    the grid models that trained this epoch."""
     for mine_rows, mine_diverged in sw.world.gather((rows, diverged)):
         for k, row in mine_rows.items():
             sw.histories[k].append(row)
@@ -341,15 +335,8 @@ def train_epoch(sw: Sweep, epoch: int) -> int:
                 board.log_epoch(sw.writers[k], row)
         for k, where in mine_diverged.items():
             sw.diverged[k] = where
-    training = [k for k in range(len(sw.cfgs)) if sw.histories[k]
-                and sw.histories[k][-1]["epoch"] == epoch]
-    if training:
-        best = max(training, key=lambda k: sw.histories[k][-1]["val_accuracy"])
-        console.say(sw.quiet, f"epoch {epoch:3d}/{cfg.epochs} | best val acc "
-                          f"{100 * sw.histories[best][-1]['val_accuracy']:6.2f}% "
-                          f"({sw.names[best]}) | {len(training)}/{len(sw.cfgs)} models training "
-                          f"| {time.perf_counter() - t_epoch:.2f}s")
-    return len(training)
+    return [k for k in range(len(sw.cfgs))
+            if sw.histories[k] and sw.histories[k][-1]["epoch"] == epoch]
 
 
 def finish(sw: Sweep, train_time_s: float, wall_time_s: float
@@ -426,9 +413,8 @@ def best_model(models: list[dict]) -> dict | None:
 
 def format_table(result: dict) -> str:
     """Validation accuracy over the grid, one row per learning rate, the best marked with *."""
-    lrs, regs = result["grid"]["lr"], result["grid"]["reg"]
     by_point = {(m["lr"], m["reg"]): m for m in result["models"]}
-    best = result["best"]
+    best, cfg = result["best"], result["config"]
 
     def cell(lr: float, reg: float) -> str:
         m = by_point[(lr, reg)]
@@ -437,13 +423,11 @@ def format_table(result: dict) -> str:
         mark = "*" if best and (best["lr"], best["reg"]) == (lr, reg) else " "
         return f"{100 * m['val']['accuracy']:.2f}{mark}"
 
-    rows = [["lr \\ reg ", *(f"{reg:g} " for reg in regs)]]
-    rows += [[f"{lr:g} ", *(cell(lr, reg) for reg in regs)] for lr in lrs]
-    width = max(len(text) for row in rows for text in row)
-    cfg = result["config"]
-    lines = [f"validation accuracy (%) of {len(result['models'])} models, {cfg['loss']} loss, "
-             f"{cfg['epochs']} epochs:"]
-    lines += ["  ".join(f"{text:>{width}}" for text in row) for row in rows]
+    regs = result["grid"]["reg"]
+    lines = [console.format_table(
+        f"validation accuracy (%) of {len(result['models'])} models, {cfg['loss']} loss, "
+        f"{cfg['epochs']} epochs:", ["lr \\ reg", *(f"{reg:g} " for reg in regs)],
+        [[f"{lr:g}", *(cell(lr, reg) for reg in regs)] for lr in result["grid"]["lr"]])]
     if best is None:
         lines.append("every model diverged: try smaller learning rates")
     else:
@@ -451,7 +435,7 @@ def format_table(result: dict) -> str:
                      f"val {100 * best['val_accuracy']:.2f}%, "
                      f"test {100 * best['test_accuracy']:.2f}%")
     lines.append(f"sweep.json and TensorBoard runs in {result['sweep_dir']} "
-                 f"(view with: tensorboard --logdir {shlex.quote(result['config']['logdir'])})")
+                 f"(view with: tensorboard --logdir {shlex.quote(cfg['logdir'])})")
     return "\n".join(lines)
 
 
@@ -475,6 +459,7 @@ def log_final(writer, cfg: train.TrainConfig, model: dict) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import cli
     from .config import defaults_epilog
 
     parser = argparse.ArgumentParser(
@@ -488,11 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--reg", type=cli.non_negative(float), nargs="+", required=True,
                         metavar="REG", help="regularization strengths lambda of the grid "
                                             "(each >= 0)")
-    cli.add_training_flags(parser, sweep=True)
+    cli.add_training_flags(parser, skip=("lr", "reg", "resume"))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from . import cli
+
     parser = build_parser()
     args = parser.parse_args(argv)
     lrs, regs = args.lr, args.reg
@@ -501,16 +488,7 @@ def main(argv: list[str] | None = None) -> int:
         grid_configs(cfg, lrs, regs)  # a bad grid or combination is a usage error, before any data
     except ValueError as e:
         parser.error(str(e))
-    cli.handle_sigterm()
-    try:
-        run(cfg, lrs, regs)
-    except (data.DataError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM as cli.Terminated
-        print("\ninterrupted", file=sys.stderr)
-        return cli.exit_code(e)
-    return 0
+    return cli.run_main(lambda: run(cfg, lrs, regs))
 
 
 if __name__ == "__main__":

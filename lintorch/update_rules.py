@@ -1,4 +1,11 @@
-"""The lecture's two update rules, derived by hand: one step of gradient descent on the summed
+"""Gradient descent's update, written by hand like the losses.
+
+``sgd_step`` is the step mini-batch SGD takes: ``W <- W - alpha dL/dW``, with momentum as a marked
+extension of the lecture's rule. ``SGD`` applies it to a model's parameters behind
+``torch.optim.SGD``'s interface; ``lintorch.train`` trains with it (``--impl torch`` with torch's),
+and the sweep applies ``sgd_step`` to its stacked models, one learning rate each.
+
+Then the lecture's two update rules, derived by hand: one step of gradient descent on the summed
 squared error ``L(w) = sum_i (y_i - f(x_i))^2`` of a single unit, linear or sigmoid.
 
 Least squares, ``f(x) = w^T x``. Write ``delta_i = y_i - w^T x_i``, so ``L = sum_i delta_i^2``.
@@ -21,9 +28,49 @@ from __future__ import annotations
 
 import math
 
+import torch
 from torch import Tensor
 
 from .models import sigmoid
+
+
+@torch.no_grad()
+def sgd_step(W: Tensor, dW: Tensor, lr: float | Tensor, momentum: float = 0.0,
+             v: Tensor | None = None) -> Tensor | None:
+    """One step of gradient descent on ``W``, in place: ``W <- W - lr dW``, ``dW = dL/dW``.
+
+    ``lr`` is a number, or a tensor that broadcasts against ``W`` (the sweep's one rate per
+    model). Returns the velocity ``v`` to pass to the next step (None without momentum).
+
+    Momentum, an extension of the lecture's rule: the step follows a running sum of gradients,
+    ``v <- momentum v + dW`` (``v = dW`` at the first step), then ``W <- W - lr v``. This is
+    ``torch.optim.SGD``'s form (no dampening), so both give the same weights.
+    """
+    if momentum:
+        v = dW.clone() if v is None else v.mul_(momentum).add_(dW)
+        dW = v
+    W.sub_(lr * dW)
+    return v
+
+
+class SGD(torch.optim.Optimizer):
+    """``torch.optim.SGD(params, lr, momentum)``, stepping with :func:`sgd_step`: the same
+    interface and state (a ``momentum_buffer`` per parameter), so checkpoints, learning-rate
+    changes and CUDA graphs treat the two alike."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    @torch.no_grad()
+    def step(self, closure=None) -> None:
+        for group in self.param_groups:
+            for W in group["params"]:
+                if W.grad is None:
+                    continue
+                v = sgd_step(W, W.grad, group["lr"], group["momentum"],
+                             self.state[W].get("momentum_buffer"))
+                if v is not None:
+                    self.state[W]["momentum_buffer"] = v
 
 
 def _check(w: Tensor, X: Tensor, y: Tensor, alpha: float) -> None:

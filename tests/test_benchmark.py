@@ -19,9 +19,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from experiment_runner import load
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 
-from lintorch import data
+from lintorch import data, distributed
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "experiments" / "benchmark.py"
@@ -62,18 +61,18 @@ def test_the_pipeline_sees_the_same_uint8_images_as_lintorch(bench, channels):
     assert y0 == int(d.train_y[0])
 
 
-def test_the_timed_all_reduce_averages_as_ddp_does_and_times_each_step(bench, tmp_path):
+def test_the_timed_all_reduce_sums_as_lintorchs_does_and_times_each_step(bench, tmp_path):
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
                             world_size=1)
     try:
         times: list[float] = []
-        lintorch_train = types.SimpleNamespace(DistributedDataParallel=DistributedDataParallel)
+        lintorch_train = types.SimpleNamespace(DataParallel=distributed.DataParallel)
         bench.time_ddp_allreduce(lintorch_train, times)
         torch.manual_seed(0)
         x, y = torch.randn(8, 5), torch.randint(3, (8,))
         plain = nn.Linear(5, 3)
         timed = copy.deepcopy(plain)
-        ddp = lintorch_train.DistributedDataParallel(timed)
+        ddp = lintorch_train.DataParallel(timed, torch.device("cpu"), distributed.World())
         for _ in range(3):
             for net in (plain, ddp):
                 net.zero_grad()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -11,15 +12,50 @@ from lintorch.config import TrainConfig
 
 # Paths and switches: none of them changes what is trained.
 SWITCHES = {"data_root", "logdir", "run_name", "resume", "quiet", "tensorboard", "cuda_graphs",
-            "no_download", "device"}
+            "no_download", "device", "refresh_cache"}
 ALWAYS = {"dataset", "model", "loss", "impl", "epochs", "batch_size", "lr", "lr_decay",
           "momentum", "reg", "reg_type", "preprocess", "augment", "val_size", "seed", "dtype"}
 
 
-def test_every_field_is_either_recipe_or_not():
-    # A new TrainConfig field fails here until it is put in one of the two.
+def test_every_field_declares_its_help_and_its_role():
+    for f in dataclasses.fields(TrainConfig):
+        assert f.metadata["help"] and f.metadata["role"] in ("recipe", "io", "run"), f.name
     fields = [f.name for f in dataclasses.fields(TrainConfig)]
     assert sorted(config.RECIPE + config.NOT_RECIPE) == sorted(fields)
+
+
+def test_every_field_is_a_flag_with_the_fields_default_and_help():
+    from lintorch import train
+
+    parser = train.build_parser()
+    actions = {a.dest: a for a in parser._actions}
+    for f in dataclasses.fields(TrainConfig):
+        assert actions[f.name].default == f.default, f.name
+        assert actions[f.name].help == f.metadata["help"], f.name
+        assert actions[f.name].option_strings[0] == "--" + f.name.replace("_", "-")
+    assert train.config_from_args(parser.parse_args([])) == TrainConfig()
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("lr", -1.0, "lr must be a positive number"), ("epochs", 0, "epochs must be a positive"),
+    ("reg", float("nan"), "reg must be a number >= 0"), ("hidden", [4, 0], "hidden must be"),
+    ("loss", "hinge", "loss must be one of ('svm', 'softmax')"),
+    ("lr_decay", "linear", "lr_decay must be one of"), ("val_size", -1, "val_size must be"),
+])
+def test_a_value_out_of_its_fields_bounds_is_refused_naming_the_field(field, value, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        TrainConfig(dataset="fashion-mnist", **{field: value}).resolved()
+
+
+def test_a_resumed_run_takes_given_values_equal_to_the_saved_ones_and_refuses_others():
+    saved = dataclasses.asdict(TrainConfig(dataset="fashion-mnist", lr=0.3, epochs=4).resolved())
+    same = TrainConfig(dataset="fashion-mnist", lr=0.3, epochs=9, resume="ckpt")
+    resumed = same.resumed_from(saved, given={"dataset", "lr", "epochs", "resume"})
+    assert (resumed.lr, resumed.epochs, resumed.resume) == (0.3, 9, "ckpt")
+    with pytest.raises(config.ResumeConflict, match=r"lr cannot change .* 0\.3, --lr gives 0\.5"):
+        TrainConfig(lr=0.5).resumed_from(saved, given={"lr"})
+    # a flag not given keeps the saved value, whatever its default says
+    assert TrainConfig(resume="ckpt").resumed_from(saved).dataset == "fashion-mnist"
 
 
 def test_paths_and_switches_are_not_recipe():
@@ -42,7 +78,7 @@ def test_a_resumed_run_may_change_its_epochs_and_nothing_else_of_its_recipe():
 ])
 def test_recipe_holds_a_field_only_where_the_run_uses_it(model, lr_decay, limit, used):
     cfg = TrainConfig(dataset="fashion-mnist", model=model, lr_decay=lr_decay, limit=limit,
-                      hidden=[16, 8], lr_step=3, lr_gamma=0.7).resolved()
+                      hidden=[16, 8], lr_step=3, lr_gamma=0.7, val_size=100).resolved()
     shown = config.recipe(cfg)
     assert set(shown) == ALWAYS | used
     assert shown == {k: getattr(cfg, k) for k in shown}

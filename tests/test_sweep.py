@@ -98,7 +98,7 @@ def test_data_losses_equal_torch_losses_model_by_model(loss, reference):
     b = torch.randn(6, 4, generator=g, dtype=torch.float64)
     x = torch.randn(30, 5, generator=g, dtype=torch.float64)
     y = torch.randint(0, 4, (30,), generator=g)
-    L = stacked.data_losses(train.data_loss_fn(loss, "lintorch", "none"),
+    L = stacked.data_losses(losses.loss_fn(loss, "lintorch", "none"),
                             stacked.scores(W, x, b), y)
     expected = torch.stack([reference(x @ W[k].T + b[k], y) for k in range(6)])
     torch.testing.assert_close(L, expected, rtol=1e-12, atol=0)
@@ -108,7 +108,7 @@ def test_data_losses_equal_torch_losses_model_by_model(loss, reference):
 def test_batched_penalties_equal_lintorch_penalties_vmapped(reg_type):
     W = torch.randn(5, 3, 7, dtype=torch.float64, requires_grad=True)
     scale = torch.rand(5, dtype=torch.float64)
-    R = sweep.BATCHED_PENALTIES[reg_type](W)
+    R = losses.STACKED_PENALTIES[reg_type](W)
     (grad,) = torch.autograd.grad((scale * R).sum(), W)
     W_ref = W.detach().clone().requires_grad_()
     R_ref = torch.func.vmap(losses.PENALTIES[reg_type])(W_ref)

@@ -388,25 +388,27 @@ def test_graphed_steps_train_the_model_eager_steps_train(tmp_path, monkeypatch, 
 def test_graphed_step_replays_captures_again_for_a_new_key_and_runs_odd_batches_eagerly():
     from lintorch.cuda_graph import WARMUP, GraphedStep
 
-    data = torch.arange(100.0, device="cuda")
     total = torch.zeros((), device="cuda")
+    key = {"lr": 0.1}
 
-    def step(idx):  # a side effect, as an optimizer's, and an output
-        total.add_(data.index_select(0, idx).sum())
-        return total.clone()
+    def step(x, y):  # a side effect, as an optimizer's, and outputs
+        total.add_(x.sum() + y.sum())
+        return total.clone(), x.sum()
 
-    graphed = GraphedStep(step, 4, torch.device("cuda"))
+    graphed = GraphedStep(step, 4, torch.device("cuda"), key=lambda: key["lr"])
     want = 0.0
     for k in range(WARMUP + 3):
-        idx = torch.arange(4 * k, 4 * k + 4, device="cuda")
-        want += float(data[idx].sum())
-        assert float(graphed(idx, key=0.1)) == want
+        x = torch.arange(4 * k, 4 * k + 4, device="cuda", dtype=torch.float32)
+        want += float(2 * x.sum())
+        got, x_sum = graphed(x, x.clone())
+        assert float(got) == want and float(x_sum) == float(x.sum())
     assert graphed.captures == 1
-    idx = torch.tensor([1, 2, 3, 4], device="cuda")
-    want += 10.0
-    assert float(graphed(idx, key=0.05)) == want and graphed.captures == 2
-    want += 7.0
-    assert float(graphed(torch.tensor([7], device="cuda"), key=0.05)) == want  # eager
+    key["lr"] = 0.05
+    x = torch.tensor([1.0, 2.0, 3.0, 4.0], device="cuda")
+    want += 20.0
+    assert float(graphed(x, x)[0]) == want and graphed.captures == 2
+    want += 14.0
+    assert float(graphed(x[:1] + 6, x[:1] + 6)[0]) == want  # a smaller batch: eager
     assert graphed.captures == 2
 
 
@@ -699,5 +701,137 @@ def test_a_checkpoint_with_an_entry_that_does_not_fit_is_one_line(features_run, 
 
 @needs_fashion
 def test_the_summary_names_the_logdir_to_view(tmp_path, capsys):
-    train.fit(quick(tmp_path, epochs=1, quiet=False, logdir=str(tmp_path / "my runs")))
+    train.fit(quick(tmp_path, epochs=1, quiet=False, logdir=str(tmp_path / "my runs"),
+                    tensorboard=True))
     assert f"tensorboard --logdir '{tmp_path / 'my runs'}'" in capsys.readouterr().out
+
+
+@needs_fashion
+def test_without_tensorboard_the_summary_promises_no_events(tmp_path, capsys):
+    train.fit(quick(tmp_path, epochs=1, quiet=False))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("metrics and checkpoint in ") and "TensorBoard" not in last
+    assert not list((tmp_path / "runs" / "r").glob("events.out.tfevents*"))
+
+
+# --- resuming with the run's own command ------------------------------------------------------
+
+
+def features_command(tmp_path, *more) -> list[str]:
+    return ["--dataset", str(save_features(tmp_path / "f.npz")), "--val-size", "10",
+            "--epochs", "3", "--lr", "0.05", "--momentum", "0.9", "--logdir",
+            str(tmp_path / "runs"), "--quiet", "--no-tensorboard", *more]
+
+
+def test_the_same_command_with_resume_appended_resumes_where_it_stopped(tmp_path, monkeypatch,
+                                                                         capsys):
+    assert train.main(features_command(tmp_path, "--run-name", "whole")) == 0
+    real_save = train.Run.save
+
+    def save_then_interrupt(run, epoch):  # Ctrl-C right after epoch 1's checkpoint
+        real_save(run, epoch)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Run, "save", save_then_interrupt)
+    command = features_command(tmp_path, "--run-name", "cut")
+    assert train.main(command) == 130
+    monkeypatch.undo()
+    checkpoint = tmp_path / "runs" / "cut" / "checkpoint.pt"
+    assert train.main([*command, "--resume", str(checkpoint)]) == 0
+    a, b = final_weights(tmp_path / "runs" / "whole"), final_weights(tmp_path / "runs" / "cut")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    m = json.loads((tmp_path / "runs" / "cut" / "metrics.json").read_text())
+    assert [h["epoch"] for h in m["history"]] == [1, 2, 3]
+
+
+def test_resume_with_a_flag_that_differs_names_the_flag_and_both_values(tmp_path, capsys):
+    assert train.main(features_command(tmp_path, "--run-name", "r", "--epochs", "1")) == 0
+    checkpoint = str(tmp_path / "runs" / "r" / "checkpoint.pt")
+    with pytest.raises(SystemExit) as e:
+        train.main([*features_command(tmp_path, "--lr", "0.2"), "--resume", checkpoint])
+    assert e.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--lr" in last and "0.05" in last and "0.2" in last
+    assert json.loads((tmp_path / "runs/r/metrics.json").read_text())["config"]["lr"] == 0.05
+
+
+# --- what train_step is -----------------------------------------------------------------------
+
+
+def test_train_step_is_the_lectures_step_and_nothing_of_scale_out_or_graphs():
+    import inspect
+
+    source = inspect.getsource(train.train_step).lower()
+    for word in ("world", "share", "graph", "ddp", "distributed", "cuda", "torch.optim"):
+        assert word not in source, word
+
+
+def test_fit_updates_the_weights_with_lintorchs_sgd_step_and_impl_torch_with_torchs(
+        tmp_path, monkeypatch):
+    from lintorch import update_rules
+
+    calls = []
+    real = update_rules.sgd_step
+    monkeypatch.setattr(update_rules, "sgd_step", lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = TrainConfig(dataset=str(save_features(tmp_path / "f.npz")), val_size=10, epochs=1,
+                      batch_size=25, logdir=str(tmp_path / "runs"), quiet=True,
+                      tensorboard=False)
+    train.fit(cfg)
+    assert len(calls) == 2 * 2  # 50 training examples in batches of 25: W and b, twice
+    train.fit(replace(cfg, impl="torch"))
+    assert len(calls) == 4
+
+
+# --- strict JSON, small and uneven data sets ----------------------------------------------------
+
+
+def strict_json(path: Path):
+    return json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"{c} in {path}"))
+
+
+def test_metrics_json_is_strict_json_without_a_validation_split(tmp_path):
+    m = train.fit(TrainConfig(dataset=str(save_features(tmp_path / "f.npz")), val_size=0,
+                              epochs=1, logdir=str(tmp_path / "runs"), run_name="v", quiet=True))
+    saved = strict_json(tmp_path / "runs" / "v" / "metrics.json")
+    assert saved["val"] == {"loss": None, "accuracy": None} == m["val"]
+    assert saved["history"][0]["val_accuracy"] is None
+
+
+def test_a_class_without_test_images_has_no_test_accuracy_not_zero(tmp_path, capsys):
+    import numpy as np
+
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", x_train=g.normal(size=(60, 4)), y_train=np.arange(60) % 3,
+             x_test=g.normal(size=(10, 4)), y_test=np.arange(10) % 2)  # no test image of 2
+    assert train.main(["--dataset", str(tmp_path / "f.npz"), "--val-size", "10", "--epochs", "1",
+                       "--logdir", str(tmp_path / "runs"), "--run-name", "c",
+                       "--no-tensorboard"]) == 0
+    per_class = strict_json(tmp_path / "runs/c/metrics.json")["per_class_test_accuracy"]
+    assert per_class["2"] is None and per_class["0"] is not None
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("2 "))
+    assert row.split()[-1] == "—"
+
+
+def test_a_small_data_set_takes_a_validation_split_that_fits(tmp_path):
+    import numpy as np
+
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", x_train=g.normal(size=(12, 4)), y_train=np.arange(12) % 3,
+             x_test=g.normal(size=(6, 4)), y_test=np.arange(6) % 3)
+    m = train.fit(TrainConfig(dataset=str(tmp_path / "f.npz"), epochs=1, quiet=True,
+                              logdir=str(tmp_path / "runs"), tensorboard=False))
+    assert m["config"]["val_size"] == 1 and len(m["history"]) == 1
+
+
+def test_a_validation_split_too_large_names_the_flag(tmp_path, capsys):
+    import numpy as np
+
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", x_train=g.normal(size=(12, 4)), y_train=np.arange(12) % 3,
+             x_test=g.normal(size=(6, 4)), y_test=np.arange(6) % 3)
+    assert train.main(["--dataset", str(tmp_path / "f.npz"), "--val-size", "50",
+                       "--logdir", str(tmp_path / "runs"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--val-size" in err

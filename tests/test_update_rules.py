@@ -93,3 +93,56 @@ W, X, Y = torch.zeros(3), torch.zeros(4, 3), torch.zeros(4)
 def test_bad_input_is_one_clear_error(step, args, error, match):
     with pytest.raises(error, match=match):
         step(*args)
+
+
+# --- the SGD step of training, against torch.optim.SGD --------------------------------------
+
+
+def _trained(optimizer_class, momentum: float, steps: int = 5, lrs=(0.1, 0.1, 0.05, 0.05, 0.02)):
+    """A small model's parameters after ``steps`` steps of ``optimizer_class`` on fixed data,
+    the learning rate changed between steps as a schedule does."""
+    torch.manual_seed(0)  # the same initial weights for both optimizers
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Sigmoid(), torch.nn.Linear(5, 3))
+    model.double()
+    x, y = torch.randn(20, 6, dtype=torch.float64), torch.randint(3, (20,))
+    opt = optimizer_class(model.parameters(), lr=lrs[0], momentum=momentum)
+    for lr in lrs[:steps]:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return [p.detach() for p in model.parameters()], opt
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_lintorchs_sgd_gives_torchs_weights(momentum):
+    from lintorch.update_rules import SGD
+
+    mine, _ = _trained(SGD, momentum)
+    torchs, _ = _trained(torch.optim.SGD, momentum)
+    for a, b in zip(mine, torchs):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+
+
+def test_lintorchs_sgd_keeps_torchs_state_so_checkpoints_are_alike():
+    from lintorch.update_rules import SGD
+
+    _, mine = _trained(SGD, 0.9)
+    _, torchs = _trained(torch.optim.SGD, 0.9)
+    a, b = mine.state_dict(), torchs.state_dict()
+    assert a["state"].keys() == b["state"].keys()
+    for k in a["state"]:
+        torch.testing.assert_close(a["state"][k]["momentum_buffer"],
+                                   b["state"][k]["momentum_buffer"], rtol=1e-12, atol=0)
+
+
+def test_sgd_step_takes_one_rate_per_model_of_a_stack():
+    from lintorch.update_rules import sgd_step
+
+    g = torch.Generator().manual_seed(0)
+    W, dW = torch.randn(3, 4, 5, generator=g), torch.randn(3, 4, 5, generator=g)
+    lr = torch.tensor([0.1, 0.01, 1.0])
+    one_by_one = torch.stack([W[k] - lr[k] * dW[k] for k in range(3)])
+    sgd_step(W, dW, lr.view(-1, 1, 1))
+    torch.testing.assert_close(W, one_by_one, rtol=0, atol=0)

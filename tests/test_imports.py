@@ -1,0 +1,66 @@
+"""The package's imports point one way: no module imports, even lazily, one that imports it back."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lintorch"
+
+
+def imports(path: Path, top_level_only: bool = False) -> set[str]:
+    """The lintorch modules ``path`` imports: at its top, or anywhere (inside functions too)."""
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else ast.walk(tree)
+    found = set()
+    for node in nodes:
+        if isinstance(node, ast.ImportFrom) and node.level == 1:  # from . import a / from .a import
+            found |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("lintorch."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("lintorch.")}
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {p.stem: p for p in PACKAGE.glob("*.py") if p.stem != "__init__"}
+    return {m: imports(p) & set(modules) - {m} for m, p in modules.items()}
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Every cycle a depth-first walk meets, as the modules along it."""
+    found, state = [], {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = "open"
+        for t in sorted(edges[m]):
+            if state.get(t) == "open":
+                found.append(path[path.index(t):] + [t])
+            elif t not in state:
+                visit(t, path + [t])
+        state[m] = "done"
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m, [m])
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_lazy_import():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": set()}) == [["a", "b", "c", "a"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_lazy_imports_included():
+    assert cycles(graph()) == []
+
+
+def test_the_leaf_modules_import_nothing_of_lintorch():
+    for leaf in ("files", "console", "rawdata", "losses", "stacked", "cuda_graph", "gradcheck"):
+        assert graph()[leaf] == set(), leaf
+
+
+def test_the_command_line_layer_is_imported_only_inside_functions():
+    for path in PACKAGE.glob("*.py"):
+        assert "cli" not in imports(path, top_level_only=True), path.name
