@@ -69,7 +69,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from lintorch import compare, data, sweep
+from lintorch import compare, console, data, sweep
 from lintorch.train import TrainConfig, TrainingDiverged, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -660,14 +660,10 @@ def _target(m: dict) -> str:
 
 
 def format_table(measurements: list[dict]) -> str:
-    header = ["", "measurement", "data", "device", "value", "goal", "verdict"]
-    rows = [[m["key"], m["what"], m["dataset"] or "-", m["device"], _value(m), _target(m),
-             m["verdict"]] for m in measurements]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows]
-    return "\n".join(line.rstrip() for line in lines)
+    return console.format_table(None, ["", "measurement", "data", "device", "value", "goal",
+                                      "verdict"], [
+        [m["key"], m["what"], m["dataset"] or "-", m["device"], _value(m), _target(m),
+         m["verdict"]] for m in measurements], left=7)
 
 
 def format_notes(measurements: list[dict]) -> list[str]:

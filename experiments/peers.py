@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lintorch import data
+from lintorch import console, data
 from lintorch.cli import DATASET_METAVAR, dataset_name, positive
 from lintorch.distributed import pick_device
 from lintorch.train import TrainConfig, fit
@@ -232,17 +232,9 @@ def _sec(v: float | None) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = ["name", "test acc %", "time s", "notes"]
-    cells = [[r["name"], _pct(r["test_accuracy"]), _sec(r["wall_time_s"]), r["notes"]]
-             for r in rows]
-    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
-    right = {1, 2}
-
-    def line(cs: list[str]) -> str:
-        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
-                         for i, (c, w) in enumerate(zip(cs, widths))).rstrip()
-
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, cells)])
+    return console.format_table(None, ["name", "test acc %", "time s", "notes"], [
+        [r["name"], _pct(r["test_accuracy"]), _sec(r["wall_time_s"]), r["notes"]]
+        for r in rows])
 
 
 def source(args: argparse.Namespace) -> Source:

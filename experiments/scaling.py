@@ -42,7 +42,16 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from lintorch import LinearClassifier, cli, compare, cross_entropy, l2_penalty, losses, sweep
+from lintorch import (
+    LinearClassifier,
+    cli,
+    compare,
+    console,
+    cross_entropy,
+    l2_penalty,
+    losses,
+    sweep,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,9 +280,7 @@ def assumptions_text(result: dict) -> list[str]:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(r, widths))
-                     for r in [header, *rows])
+    return console.format_table(None, header, rows, left=0)
 
 
 def format_report(result: dict) -> str:

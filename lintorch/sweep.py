@@ -134,34 +134,6 @@ class Stack:
         self.reg, self.lr = self.reg.index_select(0, index), self.lr.index_select(0, index)
 
 
-class Totals:
-    """Each model's sums over one epoch's steps, kept on the device (updated in place, for the
-    same reason as the stack's tensors) and read by the host once per epoch."""
-
-    def __init__(self, models: int, device: torch.device):
-        self.loss = torch.zeros(models, device=device, dtype=torch.float64)
-        self.penalty = torch.zeros(models, device=device, dtype=torch.float64)
-        self.correct = torch.zeros(models, device=device, dtype=torch.long)
-        self.first_bad = torch.full((models,), -1, device=device, dtype=torch.long)
-        self.steps = torch.zeros((), device=device, dtype=torch.long)
-
-    def reset(self) -> None:
-        for t in (self.loss, self.penalty, self.correct, self.steps):
-            t.zero_()
-        self.first_bad.fill_(-1)
-
-    @torch.no_grad()
-    def add(self, L: Tensor, R: Tensor, s: Tensor, y: Tensor) -> Tensor:
-        """One step's losses L (A,), penalties R (A,), scores (B, A, C) and labels y (B,)."""
-        self.steps.add_(1)
-        self.loss.add_(L * y.shape[0])
-        self.penalty.add_(R * y.shape[0])
-        self.correct.add_(stacked.correct(s, y))
-        bad = ~torch.isfinite(L + R) & (self.first_bad < 0)
-        self.first_bad.copy_(torch.where(bad, self.steps, self.first_bad))
-        return self.steps
-
-
 @dataclass
 class Sweep:
     """Everything one sweep holds. Under torchrun each process trains the grid models
@@ -179,7 +151,6 @@ class Sweep:
     names: list[str]
     data_load_s: float
     writers: list | None = None
-    totals: Totals | None = None
     step: object = None  # (x, y) -> sweep_step's results: sweep_step, or its CUDA graph
     histories: list = field(default_factory=list)
     diverged: list = field(default_factory=list)
@@ -265,11 +236,12 @@ def start(config: train.TrainConfig, lrs, regs, prepared: data.Prepared | None) 
     return sw
 
 
-def sweep_step(sw: Sweep, x: Tensor, y: Tensor) -> tuple[Tensor]:
-    """One SGD step of every model still training, on the batch (x, y)."""
+def sweep_step(sw: Sweep, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """One SGD step of every model still training, on the batch (x, y): the data losses L,
+    the penalties R and how many examples each model classified right, (A,) each."""
     L, R, s = sw.stack.step(x, y, sw.per_example_loss, losses.STACKED_PENALTIES[sw.cfg.reg_type],
                             sw.cfg.momentum)
-    return (sw.totals.add(L, R, s, y),)
+    return L, R, stacked.correct(s, y)
 
 
 def train_epoch(sw: Sweep, epoch: int) -> int:
@@ -281,24 +253,26 @@ def train_epoch(sw: Sweep, epoch: int) -> int:
     diverged, sums = {}, None
     if stack.ids:
         stack.lr.copy_(torch.tensor([lrs[k] for k in stack.ids], dtype=torch.float64))
-        if sw.totals is None or len(sw.totals.loss) != len(stack.ids):
-            sw.totals = Totals(len(stack.ids), sw.device)
-        sw.totals.reset()
         start_W, start_b = stack.W.detach().clone(), stack.b.detach().clone()
         gen = train.epoch_generator(cfg.seed, epoch, sw.device)
         batches = data.batch_indices(len(d.train_y), cfg.batch_size, gen, sw.device)
         desc = f"epoch {epoch}/{cfg.epochs}, {len(stack.ids)} models"
+        steps = []
         for idx in console.progress(batches, desc, sw.quiet):
-            sw.step(*train.minibatch(d, idx, gen if cfg.augment else None))
+            x, y = train.minibatch(d, idx, gen if cfg.augment else None)
+            L, R, correct = sw.step(x, y)
+            steps.append(torch.stack((L * len(y), R * len(y), correct.to(L.dtype))))
 
         # Once per epoch the host reads what happened: drop the models that diverged.
-        totals, bad_steps = sw.totals, sw.totals.first_bad.tolist()
-        good = [j for j, step in enumerate(bad_steps) if step < 0]
+        loss_sums, penalty_sums, corrects = torch.stack(steps).double().unbind(1)  # (steps, A)
+        bad = ~torch.isfinite(loss_sums + penalty_sums)
+        bad_steps = torch.where(bad.any(0), bad.int().argmax(0) + 1, 0).tolist()  # 1, 2, ...
+        good = [j for j, step in enumerate(bad_steps) if not step]
         for j, k in enumerate(stack.ids):
-            if bad_steps[j] >= 0:
+            if bad_steps[j]:
                 diverged[k] = {"epoch": epoch, "step": bad_steps[j]}
                 sw.final_W[k], sw.final_b[k] = start_W[j], start_b[j]
-        sums = torch.stack([totals.loss, totals.correct.double(), totals.penalty])[:, good]
+        sums = torch.stack([loss_sums.sum(0), corrects.sum(0), penalty_sums.sum(0)])[:, good]
         if len(good) < len(bad_steps):
             stack.keep(good)
     training = gather_epoch(sw, epoch, epoch_rows(sw, epoch, sums, lrs, t_epoch), diverged)

@@ -83,8 +83,7 @@ def train_step(run: Run, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def train_epoch(run: Run, epoch: int) -> dict:
     """One pass over the training split in random mini-batches, then the validation split."""
-    cfg, t_epoch = run.cfg, time.perf_counter()
-    lr = lr_at(cfg, epoch)
+    t_epoch, cfg, lr = time.perf_counter(), run.cfg, lr_at(run.cfg, epoch)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     gen = epoch_generator(cfg.seed, epoch, run.device)
@@ -92,19 +91,9 @@ def train_epoch(run: Run, epoch: int) -> dict:
     steps = []
     for idx in console.progress(batches, f"epoch {epoch}/{cfg.epochs}", run.quiet):
         x, y = sample(run, idx, gen)      # a random mini-batch
-        L, R, correct = run.step(x, y)    # train_step (or its replay from a CUDA graph)
+        L, R, correct = run.step(x, y)    # its loss, gradient and update: train_step
         steps.append(torch.stack((L * len(y), R * len(idx), correct.to(L.dtype))))
-    row = epoch_row(run, epoch, steps, lr)
-    row["epoch_time_s"] = time.perf_counter() - t_epoch
-    run.history.append(row)
-    run.save(epoch)
-    if run.writer is not None:
-        board.log_epoch(run.writer, row, run.model, run.data.image_shape, run.data.classes)
-    console.say(run.quiet, f"epoch {epoch:3d}/{cfg.epochs} | train loss {row['train_loss']:.4f} "
-                           f"acc {100 * row['train_accuracy']:6.2f}% | val loss "
-                           f"{row['val_loss']:.4f} acc {100 * row['val_accuracy']:6.2f}% | lr "
-                           f"{lr:.3g} | {row['epoch_time_s']:.2f}s")
-    return row
+    return end_epoch(run, epoch, lr, steps, t_epoch)
 
 
 def sample(run: Run, idx: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -124,19 +113,30 @@ def minibatch(d: data.Prepared, idx: Tensor, gen: torch.Generator | None = None
     return (x if gen is None else data.augment(x, gen)), y
 
 
-def epoch_row(run: Run, epoch: int, steps: list[Tensor], lr: float) -> dict:
-    """The epoch's figures. The steps left their numbers on the device, so the host reads them
-    once here: stop at a NaN, sum the rest (over every process's examples), then validate."""
+def end_epoch(run: Run, epoch: int, lr: float, steps: list[Tensor], t_epoch: float) -> dict:
+    """The epoch's figures, saved, logged and shown. The steps left their numbers on the
+    device, so the host reads them once here: stop at a NaN, sum the rest (over every process's
+    examples), then validate."""
     loss_sums, penalty_sums, corrects = torch.stack(steps).double().unbind(1)
     loss_sums, corrects = run.world.sum(loss_sums), run.world.sum(corrects)
     if (bad := (~torch.isfinite(loss_sums + penalty_sums)).nonzero()).numel():
         raise TrainingDiverged(epoch, int(bad[0]) + 1,
                                run.checkpoint if run.checkpoint.exists() else None)
-    n = len(run.data.train_y)
-    val_loss, val_acc, _ = evaluate(run.model, run.data.val_x, run.data.val_y, run.loss)
-    return {"epoch": epoch, "train_loss": float(loss_sums.sum()) / n,
-            "train_accuracy": float(corrects.sum()) / n, "val_loss": float(val_loss),
-            "val_accuracy": float(val_acc), "lr": lr, "penalty": float(penalty_sums.sum()) / n}
+    n, d = len(run.data.train_y), run.data
+    val_loss, val_acc, _ = evaluate(run.model, d.val_x, d.val_y, run.loss)
+    row = {"epoch": epoch, "train_loss": float(loss_sums.sum()) / n,
+           "train_accuracy": float(corrects.sum()) / n, "val_loss": float(val_loss),
+           "val_accuracy": float(val_acc), "lr": lr, "penalty": float(penalty_sums.sum()) / n,
+           "epoch_time_s": time.perf_counter() - t_epoch}
+    run.history.append(row)
+    run.save(epoch)
+    if run.writer is not None:
+        board.log_epoch(run.writer, row, run.model, d.image_shape, d.classes)
+    console.say(run.quiet, f"epoch {epoch:3d}/{run.cfg.epochs} | train loss "
+                           f"{row['train_loss']:.4f} acc {100 * row['train_accuracy']:6.2f}% | "
+                           f"val loss {row['val_loss']:.4f} acc {100 * row['val_accuracy']:6.2f}%"
+                           f" | lr {lr:.3g} | {row['epoch_time_s']:.2f}s")
+    return row
 
 
 def lr_at(cfg: TrainConfig, epoch: int) -> float:
