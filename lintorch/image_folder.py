@@ -3,8 +3,13 @@
 
 The classes are the sorted names of train's class folders, and each class folder's images are
 taken in ImageFolder's order (sorted, subfolders included, symlinks followed), so the labels are
-the ones ``torchvision.datasets.ImageFolder`` would give. Files whose names do not end in one of
-``IMAGE_EXTENSIONS`` are ignored, as ImageFolder ignores them.
+the ones ``torchvision.datasets.ImageFolder`` would give, with one exception: files and folders
+whose names start with a dot (macOS's ``._photo.jpg``, ``.ipynb_checkpoints/``, ``.DS_Store``)
+are ignored everywhere, where ImageFolder takes them as images and classes. Files whose names do
+not end in one of ``IMAGE_EXTENSIONS`` are ignored, as ImageFolder ignores them. Within a class
+each folder is read once: a link back to a folder already read (``a/loop -> ..``) is skipped
+with a warning, where ImageFolder would go round the loop. A class folder whose name is not
+UTF-8 is read by its own name, and listed with U+FFFD for the bytes that are not.
 
 The images are decoded once, by a pool of processes (a 32x32 JPEG decodes in tens of
 microseconds, so threads would spend their time waiting for the interpreter), into the uint8
@@ -31,13 +36,13 @@ import numpy as np
 import torch
 
 from .files import one_line, write_atomic
-from .rawdata import DATASETS, DataCorruptError, DataNotFoundError, RawData
+from .rawdata import DATASETS, DataCorruptError, DataError, DataNotFoundError, RawData
 
 # torchvision's IMG_EXTENSIONS, matched case-insensitively as ImageFolder does
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test")
 # Bumped whenever decoding changes what the arrays hold, so that old caches are not reused.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 _CHUNK = 256  # images per task of the decoding pool: few enough tasks, a smooth progress bar
 
 
@@ -58,51 +63,86 @@ def load_image_folder(path: str | os.PathLike, progress: bool = True) -> RawData
         raise DataNotFoundError(
             f"{folder} is not a folder; --dataset takes {', '.join(DATASETS)}, an .npz file or "
             "a folder holding train/<class>/<image> and test/<class>/<image>")
-    classes, files = _list_images(folder)
-    listed = files["train"] + files["test"]
-    key = _cache_key(folder, listed)
-    cached = _read_cache(key, folder)
-    if cached is not None:
-        return cached
-    images = _decode_all([file for file, _ in listed], progress)
-    raw = RawData(folder.name, classes, *_tensors(images, listed, len(files["train"])))
-    _write_cache(key, folder, raw)
+    try:
+        classes, files = _list_images(folder)
+        listed = files["train"] + files["test"]
+        key = _cache_key(folder, listed)
+    except OSError as e:  # a folder one may not read, a link to nowhere
+        raise DataError(f"{e.filename or folder} cannot be read ({one_line(e)}); fix or remove "
+                        "it") from None
+    raw = _read_cache(key, folder)
+    if raw is None:
+        images = _decode_all([file for file, _ in listed], progress)
+        raw = RawData(folder.name, classes, *_tensors(images, listed, len(files["train"])))
+        _write_cache(key, folder, raw)
+    raw.name = printable(folder.name)
     return raw
 
 
+def printable(name: str) -> str:
+    """``name`` with U+FFFD for each lone surrogate, which print, JSON and matplotlib refuse: a
+    file name that is not UTF-8 arrives with one for each byte that is not."""
+    return name.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _list_images(folder: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:
-    """train's class names and, per split, (image file, label) in ImageFolder's order. The
-    files are plain strings: pathlib would triple the time a cached load takes."""
+    """train's class names (as shown) and, per split, (image file, label) in ImageFolder's order.
+    The files are plain strings: pathlib would triple the time a cached load takes."""
     for split in SPLITS:
         if not (folder / split).is_dir():
             raise DataNotFoundError(f"{folder} has no {split}/ folder; an image folder holds "
                                     f"train/<class>/<image> and test/<class>/<image>")
-    classes = sorted(e.name for e in os.scandir(folder / "train") if e.is_dir())
-    if not classes:
-        raise DataNotFoundError(f"{folder / 'train'} holds no class folders; put each class's "
-                                "images in train/<class>/")
-    files = {}
+    found = {split: sorted(e.name for e in os.scandir(folder / split)
+                           if e.is_dir() and not e.name.startswith(".")) for split in SPLITS}
+    for split in SPLITS:  # an empty test/ would report an accuracy of nan
+        if not found[split]:
+            raise DataNotFoundError(f"{folder / split} holds no class folders; put each class's "
+                                    f"images in {split}/<class>/")
+    classes, files = found["train"], {}
     for split in SPLITS:
-        found = sorted(e.name for e in os.scandir(folder / split) if e.is_dir())
-        if extra := [name for name in found if name not in classes]:
+        if extra := [name for name in found[split] if name not in classes]:
             raise DataCorruptError(f"{folder / split / extra[0]} is a class that train/ does not "
                                    f"have ({', '.join(classes)}); rename it or add it to train/")
         files[split] = []
-        for name in found:
-            images = _images_in(os.path.join(folder, split, name))
+        above = {_id(folder), _id(folder / split)}  # a link up to them would loop
+        for name in found[split]:
+            images = _images_in(os.path.join(folder, split, name), above)
             if not images:
                 raise DataCorruptError(f"{folder / split / name} holds no images (files ending "
                                        f"in {', '.join(IMAGE_EXTENSIONS)}); add some or remove "
                                        "the folder")
             files[split] += [(image, classes.index(name)) for image in images]
-    return classes, files
+    return [printable(name) for name in classes], files
 
 
-def _images_in(class_folder: str) -> list[str]:
-    # torchvision's make_dataset: walk sorted, follow links, file names sorted
-    return [os.path.join(root, name)
-            for root, _, names in sorted(os.walk(class_folder, followlinks=True))
-            for name in sorted(names) if name.lower().endswith(IMAGE_EXTENSIONS)]
+def _id(path: str | os.PathLike) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _images_in(class_folder: str, above: set[tuple[int, int]]) -> list[str]:
+    """torchvision's make_dataset (walk sorted, follow links, file names sorted) without hidden
+    entries, reading each folder once; ``above``: the folders above, already being read."""
+    seen = {*above, _id(class_folder)}
+    found = []
+    for root, folders, names in os.walk(class_folder, onerror=_raise, followlinks=True):
+        kept = []
+        for name in sorted(n for n in folders if not n.startswith(".")):
+            if (where := _id(os.path.join(root, name))) in seen:
+                print(f"warning: skipping {os.path.join(root, name)}: it leads back to "
+                      f"{os.path.realpath(os.path.join(root, name))}, already read (a link "
+                      "loop?)", file=sys.stderr)
+            else:
+                seen.add(where)
+                kept.append(name)
+        folders[:] = kept
+        found += [(root, name) for name in names
+                  if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)]
+    return [os.path.join(root, name) for root, name in sorted(found)]
+
+
+def _raise(error: OSError) -> None:
+    raise error  # os.walk would skip a folder it cannot read, and its images with it
 
 
 def _decode(path: str) -> np.ndarray:

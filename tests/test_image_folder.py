@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ from test_data import one_line_error
 from test_train import run_cli
 
 from lintorch import board, data, image_folder, sweep, train
-from lintorch.data import DataCorruptError, DataNotFoundError
+from lintorch.data import DataCorruptError, DataError, DataNotFoundError
 
 
 def write_folder(root: Path, classes=("cat", "dog", "frog"), n_train=4, n_test=2, size=(6, 5),
@@ -113,6 +114,62 @@ def test_grayscale_among_colour_images_becomes_grey_rgb(tmp_path):
                           pixels[str(root / "test" / "cat" / "000.png")])
 
 
+def test_hidden_files_and_folders_are_ignored_everywhere(tmp_path):
+    root = tmp_path / "pets"
+    write_folder(root)
+    reference = {split: torchvision_reference(root, split, ["cat", "dog", "frog"])
+                 for split in ("train", "test")}
+    (root / "train" / "cat" / "._000.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (root / "train" / ".ipynb_checkpoints").mkdir()  # would be a class of its own
+    (root / "train" / "dog" / ".hidden").mkdir()
+    for folder in [root / "train" / ".ipynb_checkpoints", root / "train" / "dog" / ".hidden",
+                   root / "test" / "frog"]:  # readable images, hidden by their place or name
+        Image.fromarray(np.zeros((5, 6, 3), np.uint8)).save(folder / ".x.png")
+    (root / "test" / ".DS_Store").write_bytes(b"Bud1")
+    raw = data.load_dataset(root)
+    assert raw.classes == ["cat", "dog", "frog"]
+    for split, x, y in [("train", raw.train_images, raw.train_labels),
+                        ("test", raw.test_images, raw.test_labels)]:
+        assert torch.equal(x, reference[split][0]) and torch.equal(y, reference[split][1])
+
+
+def test_a_link_loop_is_read_once_with_a_warning_and_other_links_are_followed(tmp_path, capsys):
+    root = tmp_path / "ab"
+    write_folder(root, classes=("a", "b"), n_train=6)
+    write_folder(tmp_path / "elsewhere", classes=("x",), n_train=2, seed=1)
+    (root / "train" / "b" / "extra").symlink_to(tmp_path / "elsewhere" / "train" / "x")
+    ref_x, ref_y = torchvision_reference(root, "train", ["a", "b"])  # before the loop
+    assert len(ref_y) == 14  # 6 + 6, and the link's 2 in b, as ImageFolder reads it
+    (root / "train" / "a" / "loop").symlink_to("..")
+    raw = data.load_dataset(root)
+    assert torch.equal(raw.train_images, ref_x) and torch.equal(raw.train_labels, ref_y)
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "warning: skipping" in err
+    assert str(root / "train" / "a" / "loop") in err
+
+
+def test_a_class_folder_whose_name_is_not_utf8_trains(tmp_path, capsys):
+    root = tmp_path / "pets"
+    write_folder(root, classes=("cat", "dog"), n_train=6)
+    for split in ("train", "test"):
+        os.rename(os.fsencode(root / split / "dog"), os.fsencode(root / split) + b"/caf\xe9")
+    real_names = sorted(os.listdir(root / "train"))
+    raw = data.load_dataset(root)
+    assert raw.classes == ["caf\ufffd", "cat"]
+    json.dumps(raw.classes, ensure_ascii=False).encode("utf-8")
+    print(raw.classes)
+    assert "caf\ufffd" in capsys.readouterr().out
+    for split, x, y in [("train", raw.train_images, raw.train_labels),
+                        ("test", raw.test_images, raw.test_labels)]:
+        ref_x, ref_y = torchvision_reference(root, split, real_names)
+        assert torch.equal(x, ref_x) and torch.equal(y, ref_y)
+    r = run_cli("--dataset", root, "--epochs", 1, "--val-size", 2, "--device", "cpu",
+                "--logdir", tmp_path / "runs", "--run-name", "u")  # TensorBoard on, as by default
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    m = json.loads((tmp_path / "runs" / "u" / "metrics.json").read_text(encoding="utf-8"))
+    assert list(m["per_class_test_accuracy"]) == ["caf\ufffd", "cat"]
+
+
 def test_many_images_are_decoded_by_a_pool_of_processes_alike(tmp_path, monkeypatch):
     write_folder(tmp_path / "many", n_train=30, n_test=5)
     serial = data.load_dataset(tmp_path / "many")
@@ -147,6 +204,23 @@ def test_an_image_of_another_size_is_named_with_both_sizes(tmp_path):
     Image.fromarray(np.zeros((7, 9, 3), np.uint8)).save(odd)
     message = one_line_error(DataCorruptError, data.load_dataset, tmp_path / "s")
     assert str(odd) in message and "9x7" in message and "6x5" in message
+
+
+def test_a_link_to_nowhere_is_named(tmp_path):
+    write_folder(tmp_path / "n")
+    gone = tmp_path / "n" / "train" / "cat" / "gone.png"
+    gone.symlink_to(tmp_path / "nothing.png")
+    message = one_line_error(DataError, data.load_dataset, tmp_path / "n")
+    assert f"{gone} cannot be read" in message
+
+
+def test_an_empty_test_split_is_refused(tmp_path):
+    write_folder(tmp_path / "e")
+    for folder in (tmp_path / "e" / "test").iterdir():
+        shutil.rmtree(folder)
+    (tmp_path / "e" / "test" / "readme.txt").write_text("the test images are coming")
+    message = one_line_error(DataNotFoundError, data.load_dataset, tmp_path / "e")
+    assert f"{tmp_path / 'e' / 'test'} holds no class folders" in message
 
 
 def test_a_test_class_that_train_does_not_have(tmp_path):
@@ -307,3 +381,4 @@ def test_ctrl_c_reaches_a_main_thread_waiting_for_the_decoding_pool():
             list(image_folder._in_order([future]))
         assert time.perf_counter() - t0 < 4  # half of it: room for a busy machine
     bystander.join()
+
