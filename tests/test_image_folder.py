@@ -321,6 +321,18 @@ def test_a_link_to_nowhere_is_named(tmp_path):
     assert f"{gone} cannot be read" in message
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_named_like_an_image_is_named_not_waited_on(tmp_path):
+    write_folder(tmp_path / "f")
+    fifo = tmp_path / "f" / "train" / "cat" / "pipe.png"
+    os.mkfifo(fifo)  # opening it for reading would wait for a writer forever
+    script = ("import sys\nfrom lintorch import data\ntry:\n    data.load_dataset(sys.argv[1])\n"
+              "except data.DataError as e:\n    print(e)")
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path / "f")], capture_output=True,
+                       text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert f"{fifo} cannot be decoded" in r.stdout and "regular file" in r.stdout, r.stderr
+
+
 def test_an_empty_test_split_is_refused(tmp_path):
     write_folder(tmp_path / "e")
     for folder in (tmp_path / "e" / "test").iterdir():
