@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .files import one_line
-from .image_folder import load_image_folder
+from .image_folder import load_image_folder, printable
 from .rawdata import (  # noqa: F401  (data.DataError and the rest: the names users know)
     DATASETS,
     DataCorruptError,
@@ -225,7 +225,8 @@ def _read_cifar_classes(path: Path) -> list[str]:
     names = _unpickle(path).get("label_names")
     if not isinstance(names, list) or len(names) != 10:
         raise DataCorruptError(f"{path} does not hold 10 'label_names'")
-    return [name.decode("latin1") if isinstance(name, bytes) else str(name) for name in names]
+    return [name.decode("latin1") if isinstance(name, bytes) else printable(str(name))
+            for name in names]
 
 
 # Fashion-MNIST and MNIST: four idx files, each optionally gzipped
@@ -326,7 +327,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 if not isinstance(a[key], np.ndarray):  # a zip member without .npy's header
                     raise DataCorruptError(f"{path}: {key} is not a .npy array (its bytes lack "
                                            f"the .npy header); {_NPZ_HOW}")
-    except (ValueError, OSError, EOFError, zlib.error, zipfile.BadZipFile) as e:
+    # RuntimeError: an encrypted member, or an unknown compression; MemoryError: a header that
+    # promises more than there is memory for (a damaged one, or a data set too big)
+    except (ValueError, OSError, EOFError, RuntimeError, MemoryError, zlib.error,
+            zipfile.BadZipFile) as e:
         if isinstance(e, ValueError) and "allow_pickle" in str(e):
             raise DataCorruptError(f"{path}: {key} is an object array; loading it would unpickle, "
                                    "which can run code, so it is refused (allow_pickle=False). "
@@ -347,6 +351,9 @@ def _load_npz(path: Path) -> RawData:
                   "(N, features...) with one feature shape")  # fmt: skip
     if not math.prod(x_train.shape[1:]):  # a model of 0 inputs would fail with no word why
         raise bad(f"x_train is {x_train.shape}: its examples hold no features")
+    if (x_train.dtype == np.uint8) != (x_test.dtype == np.uint8):  # one would be scaled by 1/255
+        raise bad(f"x_train is {x_train.dtype}, x_test {x_test.dtype}; give both uint8 (scaled "
+                  "by 1/255) or both float (used as they are)")
     for split in ("train", "test"):
         x, y = a[f"x_{split}"], a[f"y_{split}"]
         if x.dtype != np.uint8 and x.dtype.kind != "f":
@@ -376,7 +383,7 @@ def _load_npz(path: Path) -> RawData:
     if names.ndim != 1 or names.dtype.kind != "U":
         raise bad(f"classes is {names.dtype} of shape {names.shape}; it must be a 1-D array of "
                   "strings, one name per class")  # fmt: skip
-    classes, c = names.tolist(), len(names)
+    classes, c = [printable(name) for name in names.tolist()], len(names)
     for split in ("train", "test"):
         y = a[f"y_{split}"]
         if (outside := y[(y < 0) | (y >= c)]).size:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import pickle
 import pickletools
 import struct
@@ -128,6 +129,18 @@ def test_cifar10_labels_that_are_not_class_indices(tmp_path, labels):
     batch.write_bytes(py2_pickle({"data": np.zeros((2, 3072), np.uint8), "labels": labels}))
     message = one_line_error(DataCorruptError, data.load_dataset, "cifar10", tmp_path, False)
     assert str(batch) in message and "labels" in message
+
+
+def test_cifar10_class_names_that_cannot_be_printed_are_shown_as_best_they_can(tmp_path):
+    # A Python 3 pickle can hold lone surrogates (a name decoded with surrogateescape, say);
+    # print, JSON and matplotlib refuse them.
+    write_cifar10(tmp_path, n_train_per_batch=3, n_test=2)
+    names = ["caf\udce9", *CLASSES[1:]]
+    meta = tmp_path / "cifar-10-batches-py" / "batches.meta"
+    meta.write_bytes(pickle.dumps({"label_names": names}))
+    raw = data.load_dataset("cifar10", tmp_path, download=False)
+    assert raw.classes == ["caf\ufffd", *CLASSES[1:]]
+    json.dumps(raw.classes, ensure_ascii=False).encode("utf-8")
 
 
 def test_cifar10_refuses_code_in_pickles(tmp_path):

@@ -4,7 +4,9 @@ numpy.savez and statistics computed here with numpy."""
 from __future__ import annotations
 
 import io
+import json
 import os
+import struct
 import warnings
 import zipfile
 from pathlib import Path
@@ -381,3 +383,51 @@ def test_uint8_labels_reach_255_for_256_classes(tmp_path):
     assert raw.train_labels.dtype == torch.int64
     assert raw.train_labels.tolist() == list(range(256))
     assert raw.test_labels.tolist() == list(range(255, -1, -1))
+
+
+def test_class_names_that_cannot_be_printed_are_shown_as_best_they_can(tmp_path):
+    # names read with os.listdir from a folder whose names are not UTF-8 hold lone surrogates,
+    # which print, JSON and matplotlib refuse
+    names = np.array(["caf\udce9", "b", "c", "d", "e", "f"])
+    raw = data.load_dataset(save(tmp_path / "s.npz", **good(), classes=names))
+    assert raw.classes == ["caf\ufffd", "b", "c", "d", "e", "f"]
+    json.dumps(raw.classes, ensure_ascii=False).encode("utf-8")
+
+
+def test_uint8_and_float_splits_are_refused(tmp_path):
+    # uint8 is scaled by 1/255 and floats are not: the splits would differ 255-fold
+    x = (np.arange(6 * 4) % 256).reshape(6, 4)
+    path = save(tmp_path / "mixed.npz", **{**good(), "x_train": x.astype(np.uint8),
+                                          "x_test": x[:3].astype(np.float32)})
+    message = one_line_error(DataCorruptError, data.load_dataset, path)
+    assert str(path) in message and "uint8" in message and "float32" in message
+
+
+def zip_of(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        for name, content in members.items():
+            z.writestr(name, content)
+    return path
+
+
+def test_a_header_that_promises_more_than_memory_holds_is_one_line(tmp_path):
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**13, 5)})
+    members = {f"{key}.npy": npy(array) for key, array in good().items()}
+    members["x_train.npy"] = header.getvalue() + bytes(240)  # damaged: 10**13 rows promised
+    path = zip_of(tmp_path / "huge.npz", members)
+    message = one_line_error(DataCorruptError, data.load_dataset, path)
+    assert str(path) in message and "MemoryError" in message
+
+
+@pytest.mark.parametrize("flag, method", [(1, 0), (0, 99)], ids=["encrypted", "compression 99"])
+def test_a_member_zip_cannot_read_is_one_line(tmp_path, flag, method):
+    path = zip_of(tmp_path / "z.npz", {f"{key}.npy": npy(a) for key, a in good().items()})
+    content = bytearray(path.read_bytes())
+    for signature, flags_at in [(b"PK\x03\x04", 6), (b"PK\x01\x02", 8)]:  # local, central
+        at = content.find(signature) + flags_at  # the first member's general flags, method
+        content[at:at + 4] = struct.pack("<HH", flag, method)
+    path.write_bytes(content)
+    message = one_line_error(DataCorruptError, data.load_dataset, path)
+    assert str(path) in message and ("encrypted" in message or "compression" in message)
