@@ -13,11 +13,12 @@ from .losses import (
     svm_loss,
 )
 from .models import LinearClassifier, SigmoidMLP, append_ones, sigmoid
+from .update_rules import sgd_step
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CrossEntropyLoss", "LinearClassifier", "MSELoss", "SVMLoss", "SigmoidMLP", "append_ones",
     "cross_entropy", "grad_check", "l1_penalty", "l2_penalty", "mse_loss", "numerical_gradient",
-    "relative_error", "sigmoid", "softmax", "svm_loss",
+    "relative_error", "sgd_step", "sigmoid", "softmax", "svm_loss",
 ]

@@ -27,6 +27,7 @@ import torch
 from .gradcheck import numerical_gradient, relative_error
 from .losses import CLASSIFIERS, LOSSES, l2_penalty
 from .models import LinearClassifier, SigmoidMLP
+from .update_rules import SGD
 
 MAX_BODY, MAX_POINTS, MAX_HIDDEN, MAX_ABS, H = 256 * 1024, 1000, 64, 10**6, 1e-5
 EXTENT, GRID = (-4.0, 4.0, -4.0, 4.0), 125
@@ -113,7 +114,7 @@ def evaluate(body, more: str = "") -> dict:
 
 def step(body) -> dict:
     net, objective, _, _, lr, steps = _problem(body, " lr steps?")
-    losses, optimizer = [], torch.optim.SGD(net.parameters(), lr=lr)
+    losses, optimizer = [], SGD(net.parameters(), lr=lr)
     for k in range(steps):
         optimizer.zero_grad()
         losses.append((total := objective()[0]).item())
