@@ -44,18 +44,16 @@ class World:
 
     def sum(self, t: torch.Tensor) -> torch.Tensor:
         """The sum of ``t`` over the processes."""
-        if self.size == 1:
-            return t
-        t = t.clone()
-        dist.all_reduce(t)
+        if self.size > 1:
+            t = t.clone()
+            dist.all_reduce(t)
         return t
 
     def gather(self, obj) -> list:
         """``obj`` of every process, in rank order (any picklable object)."""
-        if self.size == 1:
-            return [obj]
-        out = [None] * self.size
-        dist.all_gather_object(out, obj)
+        out = [obj] * self.size
+        if self.size > 1:
+            dist.all_gather_object(out, obj)
         return out
 
     def from_main(self, obj):

@@ -34,11 +34,6 @@ class SearchResult:
     history: list[tuple[int, float, float]] = field(default_factory=list)
 
 
-def _data_loss(scores: Tensor, y: Tensor, loss: str) -> Tensor:
-    """``L = 1/N sum_i L_i`` of each candidate, ``(P,)``, from ``(N, P, C)`` scores."""
-    return stacked.data_losses(loss_fn(loss, reduction="none"), scores, y)
-
-
 def population_loss(W: Tensor, x1: Tensor, y: Tensor, loss: str = "softmax") -> Tensor:
     """Mean data loss of each candidate: ``W (P, C, D+1)``, ``x1 (N, D+1)`` -> ``(P,)``;
     ``loss`` is ``"svm"`` (multiclass hinge) or ``"softmax"`` (cross-entropy)."""
@@ -48,7 +43,7 @@ def population_loss(W: Tensor, x1: Tensor, y: Tensor, loss: str = "softmax") -> 
         raise ValueError(f"W must be (P, C, D+1) = (P, C, {x1.shape[1]}) to match x1, "
                          f"got {tuple(W.shape)}")
     _check_data(x1, y, num_classes=W.shape[1])
-    return _data_loss(stacked.scores(W, x1), y, loss)
+    return stacked.data_losses(loss_fn(loss, reduction="none"), stacked.scores(W, x1), y)
 
 
 class _Evaluator:
@@ -56,7 +51,8 @@ class _Evaluator:
     count in ``history`` is exactly the candidates evaluated and its best loss only goes down."""
 
     def __init__(self, x1: Tensor, y: Tensor, loss: str, budget: int) -> None:
-        self.x1, self.y, self.loss = x1, y, loss
+        self.x1, self.y = x1, y
+        self.per_example_loss = loss_fn(loss, reduction="none")
         self.budget, self.used = budget, 0
         self.best_weight: Tensor | None = None
         self.best_loss, self.best_acc = math.inf, 0.0
@@ -71,7 +67,7 @@ class _Evaluator:
         if W.shape[0] > self.left:
             raise RuntimeError("search asked for more evaluations than its budget")  # a bug
         scores = stacked.scores(W, self.x1)
-        losses = _data_loss(scores, self.y, self.loss)
+        losses = stacked.data_losses(self.per_example_loss, scores, self.y)
         self.used += W.shape[0]
         best = int(losses.argmin())
         best_loss = float(losses[best])
