@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .files import one_line
-from .image_folder import load_image_folder, printable
+from .files import one_line, printable
+from .image_folder import load_image_folder
 from .rawdata import (  # noqa: F401  (data.DataError and the rest: the names users know)
     DATASETS,
     DataCorruptError,
@@ -70,10 +70,10 @@ def kind(name: str | os.PathLike) -> str:
 
 def short_name(name: str | os.PathLike) -> str:
     """A name for run folders and titles: the built-in name, the .npz file's stem, the folder's
-    name."""
+    name; printable (a name that is not UTF-8 shows U+FFFD for the bytes that are not)."""
     if kind(name) == "npz":
-        return Path(name).stem
-    return Path(name).absolute().name if kind(name) == "folder" else name
+        return printable(Path(name).stem)
+    return printable(Path(name).absolute().name) if kind(name) == "folder" else name
 
 
 def load_dataset(name: str | os.PathLike, root: str | os.PathLike | None = None,

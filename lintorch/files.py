@@ -60,6 +60,12 @@ def unique_dir(logdir: str | os.PathLike, name: str) -> Path:
             k += 1
 
 
+def printable(name: str) -> str:
+    """``name`` with U+FFFD for each lone surrogate, which print, JSON and TensorBoard refuse: a
+    file name that is not UTF-8 arrives with one for each byte that is not."""
+    return name.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def one_line(error: BaseException) -> str:
     """An exception as one line of at most 200 characters, for the middle of a message."""
     text = " ".join(str(error).split())

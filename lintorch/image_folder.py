@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import one_line, write_atomic
+from .files import one_line, printable, write_atomic
 from .rawdata import DATASETS, DataCorruptError, DataError, DataNotFoundError, RawData
 
 # torchvision's IMG_EXTENSIONS, matched case-insensitively as ImageFolder does
@@ -93,12 +93,6 @@ def load_image_folder(path: str | os.PathLike, progress: bool = True) -> RawData
         _write_cache(key, folder, raw)
     raw.name = printable(folder.name)
     return raw
-
-
-def printable(name: str) -> str:
-    """``name`` with U+FFFD for each lone surrogate, which print, JSON and matplotlib refuse: a
-    file name that is not UTF-8 arrives with one for each byte that is not."""
-    return name.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _list_images(folder: Path) -> tuple[list[str], dict[str, list[tuple[str, int]]]]:

@@ -585,3 +585,15 @@ print((kib("VmHWM") - before) * 1024 / (raw.train_images.nbytes + raw.test_image
                        timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert r.returncode == 0, r.stderr
     assert float(r.stdout) < 1.7, r.stdout  # the images, once, and an image's worth of work
+
+
+def test_a_data_set_folder_whose_name_is_not_utf8_names_its_runs_printably(tmp_path):
+    write_folder(tmp_path / "pets", classes=("cat", "dog"), n_train=6)
+    root = os.fsencode(tmp_path) + b"/p\xe9ts"
+    os.rename(os.fsencode(tmp_path / "pets"), root)
+    r = run_cli("--dataset", os.fsdecode(root), "--epochs", 1, "--val-size", 2, "--device",
+                "cpu", "--logdir", tmp_path / "runs")  # no --run-name: named after the folder
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    (run,) = (tmp_path / "runs").iterdir()
+    assert run.name.startswith("p\ufffdts-linear-softmax-")
+    json.loads((run / "metrics.json").read_text(encoding="utf-8"))
