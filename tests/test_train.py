@@ -69,6 +69,18 @@ def hparams_shown(run_dir: Path) -> dict:
     return {k: getattr(v, v.WhichOneof("kind")) for k, v in start.hparams.items()}
 
 
+def interrupt_after_epoch(monkeypatch, epoch: int) -> None:
+    """Ctrl-C right after the checkpoint of ``epoch`` is saved (until monkeypatch.undo())."""
+    real_save = train.Run.save
+
+    def save_then_interrupt(run, e):
+        real_save(run, e)
+        if e == epoch:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(train.Run, "save", save_then_interrupt)
+
+
 def final_weights(run_dir: Path) -> dict:
     return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
 
@@ -155,14 +167,7 @@ def test_hparams_tab_shows_the_recipe_and_metrics_json_the_whole_config(tmp_path
 def test_interrupted_then_resumed_run_ends_with_the_same_weights(tmp_path, monkeypatch):
     whole = train.fit(quick(tmp_path, run_name="whole", epochs=4, augment=True, reg=1e-3))
 
-    real_save = train.Run.save
-
-    def save_then_interrupt(run, epoch):  # Ctrl-C right after epoch 2's checkpoint
-        real_save(run, epoch)
-        if epoch == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train.Run, "save", save_then_interrupt)
+    interrupt_after_epoch(monkeypatch, 2)
     with pytest.raises(train.Interrupted, match="--resume"):
         train.fit(quick(tmp_path, run_name="cut", epochs=4, augment=True, reg=1e-3))
     monkeypatch.undo()
@@ -726,14 +731,7 @@ def features_command(tmp_path, *more) -> list[str]:
 def test_the_same_command_with_resume_appended_resumes_where_it_stopped(tmp_path, monkeypatch,
                                                                          capsys):
     assert train.main(features_command(tmp_path, "--run-name", "whole")) == 0
-    real_save = train.Run.save
-
-    def save_then_interrupt(run, epoch):  # Ctrl-C right after epoch 1's checkpoint
-        real_save(run, epoch)
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(train.Run, "save", save_then_interrupt)
+    interrupt_after_epoch(monkeypatch, 1)
     command = features_command(tmp_path, "--run-name", "cut")
     assert train.main(command) == 130
     monkeypatch.undo()
