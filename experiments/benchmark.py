@@ -1,7 +1,8 @@
 """How fast lintorch trains, and against what: the same loop with torch's built-in losses, the
-usual torchvision pipeline, training a sweep's models one at a time, more processes.
+usual torchvision pipeline, training a sweep's models one at a time, more processes; and what
+TensorBoard costs a run.
 
-    python experiments/benchmark.py --json bench.json   # ~12 minutes on a 2-core CPU
+    python experiments/benchmark.py --json bench.json   # ~14 minutes on a 2-core CPU
     python experiments/benchmark.py --quick             # every size shrunk: a smoke run
 
 Every speed figure is a ratio of two things timed alternately: in this one process, or, for
@@ -38,7 +39,11 @@ The rows, with lintorch's goal where it has one (PASS or MISS), the figure alone
     CLI's defaults, no TensorBoard); the training time alone and each process's peak memory
     reported beside it;
 (j) the same for data-parallel training of the linear softmax model on CIFAR-10-sized data,
-    with the all-reduce's share of the training time.
+    with the all-reduce's share of the training time;
+(k) what TensorBoard costs: each data set's default run (``python -m lintorch.train``, linear
+    softmax) with TensorBoard against the same run with ``--no-tensorboard``, in child processes
+    taking turns, wall time as the shell sees it: within 1.1x on the CPU; the extra seconds and
+    their share of the training time (the epochs) beside it.
 
 Data: the real CIFAR-10 when --data-root or $LINTORCH_DATA holds it, otherwise a full-size one
 of random pixels (50,000 + 10,000 images, the official file format) written to a temporary
@@ -89,6 +94,7 @@ TARGETS = {
     "sweep_vs_fit_cuda": ("<=", 2.0),
     "sweep_peak_rss_gb": ("<=", 2.5),
     "scale_out": ("<=", 1.1),
+    "tensorboard_cost": ("<=", 1.1),
 }
 # Fashion-MNIST's default runs (f): extra flags, test accuracy (%) at least, wall time (s) at most
 DEFAULT_RUNS = {
@@ -122,6 +128,7 @@ class Sizes:
     sweep_child_args: tuple[str, ...] = ("--epochs", "1")  # extra flags of (h)'s sweep
     scale_args: tuple[str, ...] = ()  # extra flags of (i)'s and (j)'s runs (defaults: none)
     scale_rounds: int = 2  # alternations of 1 and 2 processes
+    tensorboard_rounds: int = 3  # alternations of (k)'s runs with and without TensorBoard
 
 
 QUICK = Sizes(cifar_per_batch=300, cifar_test=300, limit=1500, epochs=2, rounds=1,
@@ -129,7 +136,8 @@ QUICK = Sizes(cifar_per_batch=300, cifar_test=300, limit=1500, epochs=2, rounds=
               cli_args=("--epochs", "1", "--limit", "1000", "--val-size", "200"),
               default_runs=("linear softmax",), sweep_epochs=1, sweep_rounds=1, sweep_fits=1,
               sweep_child_args=("--epochs", "1", "--val-size", "200"),
-              scale_args=("--epochs", "1", "--val-size", "200"), scale_rounds=1)
+              scale_args=("--epochs", "1", "--val-size", "200"), scale_rounds=1,
+              tensorboard_rounds=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -455,6 +463,34 @@ def measure_default_runs(name: str, root: str, sizes: Sizes, device: str, tmp: s
     return rows
 
 
+def measure_tensorboard_cost(name: str, root: str, sizes: Sizes, device: str, tmp: str
+                             ) -> dict:
+    """(k): the data set's default run with TensorBoard and with ``--no-tensorboard``, taking
+    turns; the goal holds for the defaults (no ``sizes.cli_args``) on the CPU."""
+    walls: dict[bool, list[float]] = {True: [], False: []}
+    runs: dict[bool, list[dict]] = {True: [], False: []}
+    for r in range(sizes.tensorboard_rounds):
+        for tensorboard in ([True, False] if r % 2 == 0 else [False, True]):
+            logdir, run_name = Path(tmp) / "tensorboard-cost", f"{name}-{tensorboard}-{r}"
+            child = run_child("lintorch.train", [
+                "--dataset", name, "--data-root", str(root), "--no-download", "--device", device,
+                "--logdir", str(logdir), "--run-name", run_name, "--quiet", *sizes.cli_args,
+                *([] if tensorboard else ["--no-tensorboard"])], tmp)
+            walls[tensorboard].append(child["wall_s"])
+            runs[tensorboard].append(json.loads((logdir / run_name / "metrics.json").read_text()))
+    with_s, without_s = statistics.median(walls[True]), statistics.median(walls[False])
+    train_s = statistics.median(sum(row["epoch_time_s"] for row in m["history"])
+                                for m in runs[True] + runs[False])
+    goal = _on_cpu(device, "tensorboard_cost") if not sizes.cli_args else None
+    return _measurement(
+        "k", "default run with TensorBoard / without, wall time", name, device,
+        with_s / without_s, "x", goal, wall_s_tensorboard=walls[True],
+        wall_s_no_tensorboard=walls[False], extra_s=with_s - without_s, train_s=train_s,
+        extra_share_of_train=(with_s - without_s) / train_s,
+        run_wall_s_tensorboard=[m["wall_time_s"] for m in runs[True]],
+        run_wall_s_no_tensorboard=[m["wall_time_s"] for m in runs[False]])
+
+
 def measure_sweep_speed(raw: data.RawData, sizes: Sizes, device: str, tmp: str) -> list[dict]:
     """(g) on one data set and device: the 5 x 5 sweep against fitting its 25 models one after
     another, on the same prepared tensors, same epochs and batch size, taking turns.
@@ -644,7 +680,7 @@ def fashion_root(data_root: str | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # Report
 
-ORDER = "abcdefghij"
+ORDER = "abcdefghijk"
 
 
 def _value(m: dict) -> str:
@@ -684,6 +720,10 @@ def format_notes(measurements: list[dict]) -> list[str]:
             fit_s, sweep_s = (statistics.median(det[k]) for k in ("fit_wall_s", "sweep_wall_s"))
             notes.append(f"  (g) {where}: one model {fit_s:.2f}s, 25 models together "
                          f"{sweep_s:.2f}s, {det['epochs']} epoch{'s' * (det['epochs'] != 1)}")
+        if m["key"] == "k":
+            notes.append(f"  (k) {where}: TensorBoard adds {det['extra_s']:.2f}s, "
+                         f"{100 * det['extra_share_of_train']:.0f}% of the "
+                         f"{det['train_s']:.1f}s of training (the epochs)")
         if m["key"] in "ij" and "wall time" in m["what"]:
             notes.append(f"  ({m['key']}) wall {statistics.median(det['wall_s_2']):.1f}s "
                          f"(2 processes) against {statistics.median(det['wall_s_1']):.1f}s; "
@@ -740,6 +780,9 @@ def run(args: argparse.Namespace) -> dict:
             for device in devices:
                 _say(t_start, f"{name}: (e), (f) default training runs on {device}")
                 out += measure_default_runs(name, root, sizes, device, tmp)
+                _say(t_start, f"{name}: (k) default runs with and without TensorBoard on "
+                              f"{device}")
+                out.append(measure_tensorboard_cost(name, root, sizes, device, tmp))
                 if name == "cifar10":
                     _say(t_start, f"{name}: (h) 25-model sweep run on {device}")
                     out.append(measure_sweep_memory(root, sizes, device, tmp))

@@ -85,7 +85,7 @@ def load_dataset(name: str | os.PathLike, root: str | os.PathLike | None = None,
     if kind(name) == "npz":
         return _load_npz(Path(name).expanduser())
     if kind(name) == "folder":
-        return load_image_folder(name, progress)
+        return load_image_folder(name, progress, refresh)
     if name == "cifar10":
         return _load_cifar10(resolve_root(root), download)
     return _load_idx_dataset(name, resolve_root(root), download, _idx_folders(name, root))

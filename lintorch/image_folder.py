@@ -20,22 +20,19 @@ pixels outside that range, and integer images whose pixels all lie below 256 (wh
 black), are refused. Every image that cannot be decoded or whose size differs from the one most
 images share is named in one error, the first few by name and the others counted.
 
-The result is cached under ``cache_dir()``, keyed by every image's path, size and modification
-time: a second run reads one file instead of decoding again, and a changed, added or removed
-image means decoding again. Nothing is ever written inside the data set's folder.
+The result is cached (``image_cache.py``): a second run reads one file instead of decoding
+again, and a changed, added or removed image means decoding again. Nothing is ever written inside
+the data set's folder.
 """
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import mmap
 import multiprocessing
 import os
 import signal
 import sys
 import threading
-import zipfile
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -46,32 +43,24 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import one_line, printable, write_atomic
+from . import image_cache
+from .files import one_line, printable
 from .rawdata import DATASETS, DataCorruptError, DataError, DataNotFoundError, RawData
 
 # torchvision's IMG_EXTENSIONS, matched case-insensitively as ImageFolder does
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test")
-# Bumped whenever decoding changes what the arrays hold, so that old caches are not reused.
-_CACHE_FORMAT = 2
 _CHUNK = 256  # images per task of the decoding pool: few enough tasks, a smooth progress bar
 _NAMED = 3  # bad images named in the error; the others are counted
 _out: np.ndarray | None = None  # the images being decoded, shared with forked workers
 _filling = threading.Lock()  # one _out per process: threads loading folders take turns
 
 
-def cache_dir() -> Path:
-    """Where decoded image folders are cached: ``$LINTORCH_CACHE``, else
-    ``$XDG_CACHE_HOME/lintorch``, else ``~/.cache/lintorch``."""
-    if os.environ.get("LINTORCH_CACHE"):
-        return Path(os.environ["LINTORCH_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "lintorch"
-
-
-def load_image_folder(path: str | os.PathLike, progress: bool = True) -> RawData:
+def load_image_folder(path: str | os.PathLike, progress: bool = True,
+                      refresh: bool = False) -> RawData:
     """The image folder at ``path`` as a data set, from the cache when its images are unchanged.
-    ``progress``: a progress bar on a terminal while decoding."""
+    ``progress``: a progress bar on a terminal while decoding; ``refresh``: decode even so (and
+    replace the cache)."""
     folder = Path(path).expanduser().absolute()
     if not folder.is_dir():
         raise DataNotFoundError(
@@ -80,17 +69,17 @@ def load_image_folder(path: str | os.PathLike, progress: bool = True) -> RawData
     try:
         classes, files = _list_images(folder)
         listed = files["train"] + files["test"]
-        key = _cache_key(folder, listed)
+        key = image_cache.cache_key(folder, listed)
     except OSError as e:  # a folder one may not read, a link to nowhere
         raise DataError(f"{e.filename or folder} cannot be read ({one_line(e)}); fix or remove "
                         "it") from None
-    raw = _read_cache(key, folder)
+    raw = None if refresh else image_cache.read(folder, key)
     if raw is None:
         x = _decode_all([file for file, _ in listed], progress)
         y = torch.tensor([label for _, label in listed], dtype=torch.int64)
         n = len(files["train"])
         raw = RawData(folder.name, classes, x[:n], y[:n], x[n:], y[n:])
-        _write_cache(key, folder, raw)
+        image_cache.write(folder, key, raw)
     raw.name = printable(folder.name)
     return raw
 
@@ -324,57 +313,4 @@ def _in_order(futures: list[Future]):
             except FutureTimeout:
                 continue
 
-
-# The cache: one uncompressed .npz per folder, read without unpickling
-
-
-def _cache_key(folder: Path, listed: list[tuple[str, int]]) -> str:
-    h = hashlib.sha256(f"{_CACHE_FORMAT}\0{folder}".encode("utf-8", "surrogateescape"))
-    for path, label in listed:
-        st = os.stat(path)
-        h.update(f"\0{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}"
-                 .encode("utf-8", "surrogateescape"))
-    return h.hexdigest()[:32]
-
-
-def _cache_file(key: str, folder: Path) -> Path:
-    # The folder's own prefix lets a new cache of it replace the old one (see _write_cache).
-    prefix = hashlib.sha256(str(folder).encode("utf-8", "surrogateescape")).hexdigest()[:12]
-    return cache_dir() / "image-folders" / f"{folder.name}-{prefix}-{key}.npz"
-
-
-def _read_cache(key: str, folder: Path) -> RawData | None:
-    path = _cache_file(key, folder)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            a = {name: npz[name] for name in npz.files}
-        raw = RawData(folder.name, a["classes"].tolist(),
-                      *(torch.from_numpy(a[f"{split}_{part}"]) for split in SPLITS
-                        for part in ("images", "labels")))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # no cache, or a damaged one: decode again
-    return raw
-
-
-def _write_cache(key: str, folder: Path, raw: RawData) -> None:
-    """Save the decoded arrays; a cache that cannot be written costs the next run a decode, so
-    it is a warning, not an error."""
-    path = _cache_file(key, folder)
-    arrays = {"classes": np.array(raw.classes, dtype=str),
-              "train_images": raw.train_images.numpy(), "train_labels": raw.train_labels.numpy(),
-              "test_images": raw.test_images.numpy(), "test_labels": raw.test_labels.numpy()}
-
-    def save(tmp: Path) -> None:
-        with open(tmp, "wb") as f:  # np.savez would add .npz to a file name without it
-            np.savez(f, **arrays)
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, save)  # whole or not at all, for processes reading it meanwhile
-        for old in path.parent.glob(glob.escape(path.name.rsplit("-", 1)[0]) + "-*.npz"):
-            if old != path:
-                old.unlink(missing_ok=True)
-    except OSError as e:
-        print(f"warning: could not cache the decoded images in {path.parent} ({e}); set "
-              "LINTORCH_CACHE to a writable folder to skip decoding next time", file=sys.stderr)
 

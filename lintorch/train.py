@@ -375,16 +375,17 @@ def finish(run: Run, elapsed_s: float) -> dict:
     if run.world.main:
         files.write_json(run.run_dir / "metrics.json", result)
     if run.writer is not None:
-        log_final(run.writer, cfg, result, d)
+        log_final(run.writer, cfg, result, run)
     if not run.quiet:
         print_summary(result)
     return files.strict(result)
 
 
-def log_final(writer, cfg: TrainConfig, result: dict, d: data.Prepared) -> None:
-    e = result["history"][-1]["epoch"] if result["history"] else 0
+def log_final(writer, cfg: TrainConfig, result: dict, run: Run) -> None:
+    e, d = (result["history"][-1]["epoch"] if result["history"] else 0), run.data
     writer.add_figure("confusion", board.confusion_figure(
         torch.tensor(result["confusion_matrix"]), d.classes), e)
+    board.log_templates_figure(writer, run.model, d.image_shape, d.classes, e)
     board.log_final(writer, recipe(cfg), e, result["test"]["accuracy"], {
         "hparam/val_accuracy": result["val"]["accuracy"],
         "hparam/train_loss": result["train"]["loss"]})

@@ -107,8 +107,8 @@ def test_quick_run_writes_the_json_with_every_row(tmp_path, device):
         assert m["verdict"] in ("PASS", "MISS", "-") and (m["verdict"] == "-") == (
             m["target"] is None)
         assert m["value"] > 0 and math.isfinite(m["value"])
-    by_key = {key: [m for m in ms if m["key"] == key] for key in "abcdefghij"}
-    assert all(by_key[k] for k in "abcdeghij" if cpu or k not in "ij")
+    by_key = {key: [m for m in ms if m["key"] == key] for key in "abcdefghijk"}
+    assert all(by_key[k] for k in "abcdeghijk" if cpu or k not in "ij")
     assert {m["device"] for m in ms if m["key"] in "abcdgh"} == {device}
     # (a) against torch's built-ins, on every data set: the goal on the CPU only
     assert {m["dataset"] for m in by_key["a"]} == datasets
@@ -129,6 +129,14 @@ def test_quick_run_writes_the_json_with_every_row(tmp_path, device):
         assert m["detail"]["models"] == 25 and m["detail"]["fits_timed_per_round"] == 1
         assert m["target"] in ((3.0, None) if m["what"].startswith("25 fits") else (None, 2.0))
         assert (m["target"] is not None) == (cpu == m["what"].startswith("25 fits"))
+    # (k): each data set's default run with TensorBoard against without; shrunk: no goal
+    assert sorted(m["dataset"] for m in by_key["k"]) == sorted(datasets)
+    for m in by_key["k"]:
+        assert m["unit"] == "x" and m["target"] is None and m["device"] == device
+        det = m["detail"]
+        assert len(det["wall_s_tensorboard"]) == len(det["wall_s_no_tensorboard"]) == 1
+        assert det["train_s"] > 0 and det["extra_s"] == pytest.approx(
+            det["wall_s_tensorboard"][0] - det["wall_s_no_tensorboard"][0])
     [sweep_memory] = by_key["h"]
     assert (sweep_memory["dataset"], sweep_memory["unit"], sweep_memory["target"]) == (
         "cifar10", "GB", 2.5)

@@ -3,6 +3,8 @@ make_grid, the counts, the predictions), the TensorBoard helpers by reading the 
 
 from __future__ import annotations
 
+import io
+import math
 import subprocess
 import sys
 
@@ -19,6 +21,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid
 
 from lintorch import board
+from lintorch.models import LinearClassifier, SigmoidMLP
 
 FASHION = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -240,3 +243,84 @@ def test_histograms_skip_non_finite(tmp_path):
     with SummaryWriter(log_dir=str(tmp_path)) as writer:
         board.log_epoch_histograms(writer, model, 0)  # must not raise
     assert board.read_tags(tmp_path)["histograms"] == []
+
+
+# --- what an epoch shows ----------------------------------------------------------------------
+
+ROW = {"epoch": 1, "train_loss": 2.0, "val_loss": 2.1, "penalty": 0.5, "train_accuracy": 0.3,
+       "val_accuracy": 0.25, "lr": 0.1}
+
+
+def log_run(logdir, model, image_shape, names, epochs=3) -> EventAccumulator:
+    """``epochs`` epochs of ``board.log_epoch``, then the labelled templates, read back."""
+    with SummaryWriter(log_dir=str(logdir)) as writer:
+        for epoch in range(1, epochs + 1):
+            board.log_epoch(writer, {**ROW, "epoch": epoch}, model, image_shape, names)
+        board.log_templates_figure(writer, model, image_shape, names, epochs)
+    return EventAccumulator(str(logdir), size_guidance={"images": 0, "histograms": 0}).Reload()
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 5), (3, 8, 8)])
+def test_an_epoch_shows_scalars_histograms_and_the_templates_as_one_image(tmp_path, shape):
+    model = LinearClassifier(math.prod(shape), 12)
+    model(torch.randn(4, model.in_features)).sum().backward()
+    names = [f"class {k}" for k in range(12)]
+    acc = log_run(tmp_path, model, shape, names)
+    tags = acc.Tags()
+    assert set(board.EPOCH_SCALARS) <= set(tags["scalars"])
+    assert {f"{kind}/{name}" for kind in ("params", "grads") for name in ("weight", "bias")} <= set(
+        tags["histograms"])
+    epochs = acc.Images("templates")
+    assert [e.step for e in epochs] == [1, 2, 3]
+    # make_grid's picture, rows of 10 (here 10 and 2 tiles), as add_image turns it into bytes
+    expected = make_grid(model.templates(shape), nrow=10, padding=2, pad_value=1.0)
+    with Image.open(io.BytesIO(epochs[-1].encoded_image_string)) as image:
+        shown = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+    assert shown.shape == expected.shape == (3, 2 * shape[1] + 6, 10 * shape[2] + 22)
+    assert (shown.int() - (expected * 255).int()).abs().max() <= 1
+    # the names under the tiles: the labelled figure, once
+    [labelled] = acc.Images("templates/labelled")
+    assert labelled.step == 3
+    figure = board.template_figure(model.templates(shape), names)
+    assert (labelled.width, labelled.height) == pixels(figure)
+
+
+def test_an_epoch_draws_no_matplotlib_figure(tmp_path, monkeypatch):
+    # A figure costs ~80 ms to draw, an epoch of CIFAR-10 ~0.35 s: drawn once, at the end.
+    def drawn(*args, **kwargs):
+        raise AssertionError("an epoch drew a matplotlib figure")
+
+    monkeypatch.setattr(Figure, "__init__", drawn)
+    model = LinearClassifier(3 * 8 * 8, 10)
+    model(torch.randn(4, model.in_features)).sum().backward()
+    with SummaryWriter(log_dir=str(tmp_path)) as writer:
+        for epoch in (1, 2):
+            board.log_epoch(writer, {**ROW, "epoch": epoch}, model, (3, 8, 8), FASHION)
+    assert len(board.read_tags(tmp_path)["images"]) == 1
+
+
+@pytest.mark.parametrize("model, shape", [(LinearClassifier(6, 10), (6,)),
+                                          (SigmoidMLP(3 * 4 * 4, [5], 10), (3, 4, 4))])
+def test_features_or_an_mlp_show_no_templates(tmp_path, model, shape):
+    acc = log_run(tmp_path, model, shape, FASHION)
+    assert acc.Tags()["images"] == [] and acc.Tags()["histograms"]
+
+
+def test_histograms_count_every_value_in_equal_bins(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Linear(50, 40)
+    with torch.no_grad():
+        model.bias.zero_()  # one value throughout: one bin
+    with SummaryWriter(log_dir=str(tmp_path)) as writer:
+        board.log_epoch_histograms(writer, model, 0)
+    acc = EventAccumulator(str(tmp_path), size_guidance={"histograms": 0}).Reload()
+    h = acc.Histograms("params/weight")[0].histogram_value
+    w = model.weight.detach().double().flatten().numpy()
+    assert (h.num, h.min, h.max) == (w.size, pytest.approx(w.min()), pytest.approx(w.max()))
+    assert (h.sum, h.sum_squares) == (pytest.approx(w.sum()), pytest.approx(w @ w))
+    counts, edges = np.histogram(w, bins=64, range=(h.min, h.max))
+    np.testing.assert_allclose(h.bucket_limit, edges[1:], rtol=0, atol=1e-6 * (h.max - h.min))
+    assert sum(h.bucket) == w.size and np.abs(np.array(h.bucket) - counts).sum() <= 2
+    bias = acc.Histograms("params/bias")[0].histogram_value
+    assert (bias.min, bias.max, list(bias.bucket)) == (0, 0, [40])
+    assert "grads/weight" not in acc.Tags()["histograms"]  # no backward pass yet

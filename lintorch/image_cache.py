@@ -1,0 +1,117 @@
+"""The decoded images of an image folder (``image_folder.py``), kept between runs.
+
+Where: ``cache_dir()/image-folders``, one file per folder, never inside the folder itself.
+Keyed by: the folder's absolute path and every image's path, label, size, modification time and
+inode change time (ctime: an edit that restores the size and mtime, common for BMP and PPM, still
+moves it), and ``_FORMAT``; a changed, added or removed image means a new key, so a new decode.
+The file: the (N, C, H, W) uint8 images as ``.npy``, followed by the class names, the N labels and
+the number of training images, each an ``.npy`` array too; read with ``allow_pickle=False``.
+Guarantees: a cache is written to a temporary file and renamed, never changed in place: a crash
+leaves the old cache or the new one, and two runs writing at once leave one whole cache (the
+newer; each removes the older caches of its folder). A damaged cache reads as none (decode
+again); a cache that cannot be written is a one-line warning. File names stay under 255 bytes
+whatever the folder's name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .files import write_atomic
+from .rawdata import RawData
+
+_FORMAT = 3  # bumped whenever the file or what decoding puts in it changes
+
+
+def cache_dir() -> Path:
+    """Where decoded image folders are cached: ``$LINTORCH_CACHE``, else
+    ``$XDG_CACHE_HOME/lintorch``, else ``~/.cache/lintorch``."""
+    if os.environ.get("LINTORCH_CACHE"):
+        return Path(os.environ["LINTORCH_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "lintorch"
+
+
+def cache_key(folder: Path, images: list[tuple[str, int]]) -> str:
+    """The key of ``folder``'s (image file, label) list as it is on disk now."""
+    h = hashlib.sha256(f"{_FORMAT}\0{folder}".encode("utf-8", "surrogateescape"))
+    for path, label in images:
+        st = os.stat(path)
+        h.update(f"\0{path}\0{label}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}"
+                 .encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:32]
+
+
+def cache_file(folder: Path, key: str) -> Path:
+    return cache_dir() / "image-folders" / f"{_stem(folder)}{key}.npy"
+
+
+def _stem(folder: Path) -> str:
+    # The folder's own prefix, which lets a new cache of it replace the old ones: its name cut
+    # to 40 characters (160 bytes of UTF-8 at most, so that the file's name and write_atomic's
+    # temporary one stay under 255 bytes) and a hash of its path.
+    path_hash = hashlib.sha256(str(folder).encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{folder.name[:40]}-{path_hash}-"
+
+
+def read(folder: Path, key: str) -> RawData | None:
+    """The cached images of ``folder`` under ``key``, or None. The images are mapped copy-on-write
+    rather than read: a cached load of CIFAR-10 takes 0.1 s less, as much as copying its 184 MB
+    (prepare reads each page once, whichever way)."""
+    path = cache_file(folder, key)
+    try:
+        images = np.load(path, mmap_mode="c", allow_pickle=False)
+        with open(path, "rb") as f:
+            f.seek(images.offset + images.nbytes)
+            classes, labels, n_train = [np.lib.format.read_array(f, allow_pickle=False)
+                                        for _ in range(3)]
+            if f.read(1) or images.ndim != 4 or labels.shape != (len(images),) or not (
+                    0 <= n_train <= len(images)):
+                return None  # a damaged cache that happens to parse
+    except (OSError, ValueError, EOFError):
+        return None  # no cache, or a damaged one: decode again
+    x, y, n = torch.from_numpy(images), torch.from_numpy(labels), int(n_train)
+    return RawData(folder.name, classes.tolist(), x[:n], y[:n], x[n:], y[n:])
+
+
+def write(folder: Path, key: str, raw: RawData) -> None:
+    """Save the decoded arrays; a cache that cannot be written costs the next run a decode, so
+    it is a warning, not an error."""
+    path = cache_file(folder, key)
+    x_train, x_test = (np.ascontiguousarray(x.numpy()) for x in (raw.train_images,
+                                                                 raw.test_images))
+    # The header of one (N, C, H, W) array, then the two splits' bytes: torch.cat would copy
+    # the images, a second time their memory at the peak of a first load.
+    header = np.lib.format.header_data_from_array_1_0(x_train)
+    header["shape"] = (len(x_train) + len(x_test), *x_train.shape[1:])
+    rest = (np.array(raw.classes, dtype=str),
+            torch.cat([raw.train_labels, raw.test_labels]).numpy(), np.array(len(x_train)))
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for x in (x_train, x_test):
+                f.write(x.data)
+            for a in rest:
+                np.lib.format.write_array(f, a, allow_pickle=False)
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, save)
+    except OSError as e:
+        print(f"warning: could not cache the decoded images in {path.parent} ({e}); set "
+              "LINTORCH_CACHE to a writable folder to skip decoding next time", file=sys.stderr)
+        return
+    with contextlib.suppress(OSError):  # another run's cleanup may have been quicker
+        mine = path.stat().st_mtime_ns
+        for old in path.parent.glob(glob.escape(_stem(folder)) + "*"):
+            if old != path and old.stat().st_mtime_ns <= mine:
+                old.unlink()
