@@ -553,3 +553,17 @@ def test_a_data_set_folder_whose_name_is_not_utf8_names_its_runs_printably(tmp_p
     (run,) = (tmp_path / "runs").iterdir()
     assert run.name.startswith("p\ufffdts-linear-softmax-")
     json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+
+
+def test_refresh_cache_decodes_a_cached_folder_again(tmp_path, monkeypatch):
+    write_folder(tmp_path / "f")
+    decodes = []
+    real = image_folder._decode_all
+    monkeypatch.setattr(image_folder, "_decode_all",
+                        lambda *args, **kw: decodes.append(1) or real(*args, **kw))
+    args = ["--dataset", tmp_path / "f", "--epochs", 1, "--val-size", 2, "--quiet",
+            "--no-tensorboard", "--logdir", tmp_path / "runs"]
+    assert train.main(list(map(str, args))) == 0 and train.main(list(map(str, args))) == 0
+    assert len(decodes) == 1  # the second run read the cache
+    assert train.main(list(map(str, [*args, "--refresh-cache"]))) == 0
+    assert len(decodes) == 2
