@@ -141,8 +141,8 @@ def log_epoch(writer, row: dict, model: nn.Module | None = None, image_shape=Non
             writer.add_scalar(tag, row[key], row["epoch"])
     if model is not None:
         log_epoch_histograms(writer, model, row["epoch"])
-        if (templates := _templates(model, image_shape)) is not None:
-            writer.add_image("templates", template_grid(templates), row["epoch"])
+        if hasattr(model, "templates") and len(image_shape) == 3:
+            writer.add_image("templates", template_grid(model.templates(image_shape)), row["epoch"])
     writer.flush()
 
 
@@ -150,14 +150,9 @@ def log_templates_figure(writer, model: nn.Module, image_shape, class_names: Seq
                          step: int) -> None:
     """The class templates with their names under them (``templates/labelled``), for a linear
     model of images; nothing for another model."""
-    if (templates := _templates(model, image_shape)) is not None:
-        writer.add_figure("templates/labelled", template_figure(templates, class_names), step)
-
-
-def _templates(model: nn.Module, image_shape) -> Tensor | None:
-    if hasattr(model, "templates") and image_shape is not None and len(image_shape) == 3:
-        return model.templates(image_shape)
-    return None
+    if hasattr(model, "templates") and len(image_shape) == 3:
+        writer.add_figure("templates/labelled", template_figure(model.templates(image_shape),
+                                                                class_names), step)
 
 
 def log_final(writer, config: dict, step: int, test_accuracy: float | None,
@@ -176,29 +171,24 @@ def log_epoch_histograms(writer, model: nn.Module, step: int) -> None:
     in _BINS equal bins from the smallest value to the largest."""
     for name, p in model.named_parameters():
         for tag, values in ((f"params/{name}", p), (f"grads/{name}", p.grad)):
-            if values is not None:
-                _histogram(writer, tag, values.detach().reshape(-1).float().cpu(), step)
-
-
-def _histogram(writer, tag: str, values: Tensor, step: int) -> None:
-    # writer.add_histogram sorts the values in float64 into ~1,500 uneven bins: 15 ms an epoch
-    # of CIFAR-10's linear model (0.3 s more on the ~0.8 s TensorBoard adds to its default
-    # run), 55 ms of the MLP's (784x512 weights); torch.histc takes 1 and 9 ms.
-    lo, hi = map(float, values.aminmax()) if values.numel() else (math.nan, math.nan)
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        # A diverging run (too large a learning rate) yields inf/nan; keep the finite part
-        # rather than crash the training loop.
-        if not (values := values[values.isfinite()]).numel():
-            return
-        lo, hi = map(float, values.aminmax())
-    if hi > lo:
-        counts = torch.histc(values, _BINS, lo, hi).tolist()
-        limits = torch.linspace(lo, hi, _BINS + 1)[1:].tolist()  # each bin's right edge
-    else:  # one value throughout, e.g. a bias still at its initial zeros
-        counts, limits = [values.numel()], [hi]
-    v = values.double()
-    writer.add_histogram_raw(tag, lo, hi, v.numel(), float(v.sum()), float(v @ v), limits,
-                             counts, step)
+            if values is None or not values.numel():
+                continue
+            values = values.detach().reshape(-1).float().cpu()
+            lo, hi = map(float, values.aminmax())
+            if not (math.isfinite(lo) and math.isfinite(hi)):
+                # A diverging run (too large a learning rate) yields inf/nan; keep the finite part
+                # rather than crash the training loop.
+                if not (values := values[values.isfinite()]).numel():
+                    continue
+                lo, hi = map(float, values.aminmax())
+            # writer.add_histogram sorts the values in float64 into ~1,500 uneven bins: 15 ms an
+            # epoch of CIFAR-10's linear model (0.3 s more on the ~0.8 s TensorBoard adds to its
+            # default run), 55 ms of the MLP's (784x512 weights); torch.histc takes 1 and 9 ms.
+            top = hi if hi > lo else lo + 1  # one value throughout (a bias at 0): the first bin
+            limits = torch.linspace(lo, top, _BINS + 1)[1:].tolist()  # each bin's right edge
+            v = values.double()
+            writer.add_histogram_raw(tag, lo, hi, v.numel(), float(v.sum()), float(v @ v), limits,
+                                     torch.histc(values, _BINS, lo, top).tolist(), step)
 
 
 def log_hparams(writer, config: dict, metrics: dict, step: int | None = None) -> None:
