@@ -298,8 +298,9 @@ def open_data(cfg: TrainConfig, world: distributed.World, device: torch.device,
     """The config's data set (or ``prepared``), split and preprocessed on ``device``; the
     seconds it took; and a line that says what was loaded."""
     t0 = time.perf_counter()
-    if prepared is None:
-        d, source = world.first_on_each_node(lambda: load_data(cfg, device))
+    if prepared is None:  # the first process of a node decodes again; the others read its cache
+        refresh = cfg.refresh_cache and world.local_rank == 0
+        d, source = world.first_on_each_node(lambda: load_data(cfg, device, refresh))
     else:
         d, source = prepared, "in-memory data"
     seconds = time.perf_counter() - t0
@@ -307,10 +308,12 @@ def open_data(cfg: TrainConfig, world: distributed.World, device: torch.device,
                         f"{len(d.test_y)} test examples, loaded in {seconds:.2f}s")
 
 
-def load_data(cfg: TrainConfig, device: torch.device) -> tuple[data.Prepared, str]:
-    """The config's data set, split and preprocessed, on ``device``; and its name."""
+def load_data(cfg: TrainConfig, device: torch.device, refresh: bool = False
+              ) -> tuple[data.Prepared, str]:
+    """The config's data set, split and preprocessed, on ``device``; and its name. ``refresh``:
+    decode an image folder again though it is cached (``--refresh-cache``)."""
     raw = data.load_dataset(cfg.dataset, cfg.data_root, download=not cfg.no_download,
-                            progress=not cfg.quiet, refresh=cfg.refresh_cache)
+                            progress=not cfg.quiet, refresh=refresh)
     d = data.prepare(raw, val_size=cfg.val_size, preprocess=cfg.preprocess, seed=cfg.seed,
                      device=device, dtype=getattr(torch, cfg.dtype), limit=cfg.limit)
     if cfg.augment and len(d.image_shape) != 3:

@@ -53,24 +53,47 @@ def sgd_step(W: Tensor, dW: Tensor, lr: float | Tensor, momentum: float = 0.0,
     return v
 
 
-class SGD(torch.optim.Optimizer):
-    """``torch.optim.SGD(params, lr, momentum)``, stepping with :func:`sgd_step`: the same
-    interface and state (a ``momentum_buffer`` per parameter), so checkpoints, learning-rate
-    changes and CUDA graphs treat the two alike."""
+class SGD:
+    """``torch.optim.SGD(params, lr, momentum)``'s interface and state (``param_groups``, a
+    ``momentum_buffer`` per parameter, ``state_dict``), stepping with :func:`sgd_step`.
+
+    Not a ``torch.optim.Optimizer``: making one imports ``torch._dynamo``, 1.5-2.8 s of the
+    Fashion-MNIST linear default run's 7-8.5 s (2-core CPU, measured side by side)."""
 
     def __init__(self, params, lr: float, momentum: float = 0.0) -> None:
-        super().__init__(params, {"lr": lr, "momentum": momentum})
+        self.param_groups = [{"params": list(params), "lr": lr, "momentum": momentum}]
+        self.state: dict[Tensor, dict] = {}
+
+    def zero_grad(self) -> None:
+        for W in self.param_groups[0]["params"]:
+            W.grad = None
 
     @torch.no_grad()
-    def step(self, closure=None) -> None:
-        for group in self.param_groups:
-            for W in group["params"]:
-                if W.grad is None:
-                    continue
+    def step(self) -> None:
+        group = self.param_groups[0]
+        for W in group["params"]:
+            if W.grad is not None:
                 v = sgd_step(W, W.grad, group["lr"], group["momentum"],
-                             self.state[W].get("momentum_buffer"))
+                             self.state.get(W, {}).get("momentum_buffer"))
                 if v is not None:
-                    self.state[W]["momentum_buffer"] = v
+                    self.state[W] = {"momentum_buffer": v}
+
+    def state_dict(self) -> dict:
+        """torch's layout: parameters by their index."""
+        group = self.param_groups[0]
+        params = group["params"]
+        return {"state": {i: dict(self.state[W]) for i, W in enumerate(params) if W in self.state},
+                "param_groups": [{"lr": group["lr"], "momentum": group["momentum"],
+                                  "params": list(range(len(params)))}]}
+
+    def load_state_dict(self, saved: dict) -> None:
+        params = self.param_groups[0]["params"]
+        (group,) = saved["param_groups"]  # ValueError unless there is just one
+        if group["params"] != list(range(len(params))):
+            raise ValueError(f"the saved state is of {len(group['params'])} parameters, the "
+                             f"model has {len(params)}")
+        self.state = {params[i]: dict(state) for i, state in saved["state"].items()}
+        self.param_groups[0].update(lr=group["lr"], momentum=group["momentum"])
 
 
 def _check(w: Tensor, X: Tensor, y: Tensor, alpha: float) -> None:

@@ -146,3 +146,15 @@ def test_sgd_step_takes_one_rate_per_model_of_a_stack():
     one_by_one = torch.stack([W[k] - lr[k] * dW[k] for k in range(3)])
     sgd_step(W, dW, lr.view(-1, 1, 1))
     torch.testing.assert_close(W, one_by_one, rtol=0, atol=0)
+
+
+def test_lintorchs_sgd_does_not_import_torchs_compiler():
+    # torch.optim.Optimizer imports torch._dynamo, seconds of a short run
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from lintorch.update_rules import SGD; "
+            "SGD([torch.zeros(1, requires_grad=True)], lr=0.1).state_dict(); "
+            "print('torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
