@@ -234,7 +234,7 @@ def _sec(v: float | None) -> str:
 def format_table(rows: list[dict]) -> str:
     return console.format_table(None, ["name", "test acc %", "time s", "notes"], [
         [r["name"], _pct(r["test_accuracy"]), _sec(r["wall_time_s"]), r["notes"]]
-        for r in rows])
+        for r in rows], align="lrrl")
 
 
 def source(args: argparse.Namespace) -> Source:

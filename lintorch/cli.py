@@ -33,20 +33,21 @@ def exit_code(interrupt: KeyboardInterrupt) -> int:
     return getattr(interrupt, "exit_code", 130)  # 130 = 128 + SIGINT
 
 
-def run_main(work: Callable[[], object], also: tuple[type[Exception], ...] = ()) -> int:
-    """A command's exit code for ``work()``: 0 when it is done; a user's mistake (bad data, a bad
-    checkpoint, an unwritable folder, or one of ``also``) is one line on stderr and exit 1 (or
-    the error's ``exit_code``); Ctrl-C exits 130 and SIGTERM 143, saying what was kept."""
+def run_main(work: Callable[[], int | None], also: tuple[type[Exception], ...] = (),
+             error_code: int = 1) -> int:
+    """A command's exit code: ``work()``'s, 0 if it returns None; a user's mistake (bad data, a
+    bad checkpoint, an unwritable folder, or one of ``also``) is one line on stderr and
+    ``error_code`` (or the error's own ``exit_code``); Ctrl-C is 130 and SIGTERM 143, saying
+    what was kept."""
     handle_sigterm()
     try:
-        work()
+        return work() or 0
     except KeyboardInterrupt as e:
         print(f"\n{e or 'interrupted'}", file=sys.stderr)
         return exit_code(e)
     except (data.DataError, ValueError, OSError, *also) as e:
         print(f"error: {e}", file=sys.stderr)
-        return getattr(e, "exit_code", 1)
-    return 0
+        return getattr(e, "exit_code", error_code)
 
 
 # argparse

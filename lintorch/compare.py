@@ -290,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import cli
 
     args = build_parser().parse_args(argv)
-    cli.handle_sigterm()
-    try:
+
+    def work() -> int:
         results = run(args)
         print(format_report(results))
         if args.json:
@@ -299,13 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                 files.write_json(args.json, results)
             except OSError as e:  # else the message names write_json's temporary file
                 raise OSError(f"cannot write {args.json}: {e.strerror or e}") from None
-    except (data.DataError, ValueError, OSError) as e:  # 1 is taken: a difference too large
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as e:  # train.Interrupted too: one in a training run
-        print("\ninterrupted", file=sys.stderr)
-        return cli.exit_code(e)
-    return 0 if results["ok"] else 1
+        return 0 if results["ok"] else 1
+
+    return cli.run_main(work, error_code=2)  # 1 is taken: a difference too large
 
 
 if __name__ == "__main__":

@@ -462,7 +462,10 @@ def main(argv: list[str] | None = None) -> int:
         grid_configs(cfg, lrs, regs)  # a bad grid or combination is a usage error, before any data
     except ValueError as e:
         parser.error(str(e))
-    return cli.run_main(lambda: run(cfg, lrs, regs))
+    def work() -> None:
+        run(cfg, lrs, regs)
+
+    return cli.run_main(work)
 
 
 if __name__ == "__main__":
