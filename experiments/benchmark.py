@@ -128,7 +128,7 @@ class Sizes:
     sweep_child_args: tuple[str, ...] = ("--epochs", "1")  # extra flags of (h)'s sweep
     scale_args: tuple[str, ...] = ()  # extra flags of (i)'s and (j)'s runs (defaults: none)
     scale_rounds: int = 2  # alternations of 1 and 2 processes
-    tensorboard_rounds: int = 3  # alternations of (k)'s runs with and without TensorBoard
+    tensorboard_rounds: int = 5  # alternations of (k)'s runs with and without TensorBoard
 
 
 QUICK = Sizes(cifar_per_batch=300, cifar_test=300, limit=1500, epochs=2, rounds=1,
