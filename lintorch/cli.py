@@ -43,7 +43,7 @@ def run_main(work: Callable[[], int | None], also: tuple[type[Exception], ...] =
     try:
         return work() or 0
     except KeyboardInterrupt as e:
-        print(f"\n{e or 'interrupted'}", file=sys.stderr)
+        print(f"\n{str(e) or 'interrupted'}", file=sys.stderr)
         return exit_code(e)
     except (data.DataError, ValueError, OSError, *also) as e:
         print(f"error: {e}", file=sys.stderr)
