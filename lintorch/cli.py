@@ -131,4 +131,4 @@ def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
                       choices=meta.get("choices"), metavar=meta.get("metavar"))
         if f.name == "dataset":
             kw.update(type=dataset_name, metavar=DATASET_METAVAR)
-        parser.add_argument("--" + f.name.replace("_", "-"), **kw)
+        parser.add_argument(config.flag(f.name), **kw)

@@ -67,6 +67,11 @@ class ResumeConflict(ValueError):
     """A setting given with --resume that differs from the checkpoint's."""
 
 
+def flag(name: str) -> str:
+    """The command-line flag of field ``name``: ``batch_size`` is ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
 def setting(default, help: str, role: str, *, free_on_resume: bool = False, **flag):
     """A field of TrainConfig: its default, its help, its role, whether a resumed run may change
     it, and for its flag ``choices``, ``bound`` ("positive" or "non_negative") or ``metavar``."""
@@ -184,10 +189,9 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             mine, theirs = getattr(self, f.name), getattr(base, f.name)
             if f.name in given and not f.metadata["free_on_resume"] and not _same(f, mine, theirs):
-                flag = "--" + f.name.replace("_", "-")
-                raise ResumeConflict(f"{f.name} cannot change when resuming: the checkpoint's is "
-                                 f"{theirs!r}, {flag} gives {mine!r}; leave {flag} out or start a "
-                                 "new run")
+                raise ResumeConflict(
+                    f"{f.name} cannot change when resuming: the checkpoint's is {theirs!r}, "
+                    f"{flag(f.name)} gives {mine!r}; leave {flag(f.name)} out or start a new run")
         return dataclasses.replace(base, **{
             f.name: getattr(self, f.name) for f in dataclasses.fields(self)
             if f.metadata["free_on_resume"] and getattr(self, f.name) is not None})

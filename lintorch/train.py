@@ -36,6 +36,7 @@ from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is
     MODELS,
     ResumeConflict,
     TrainConfig,
+    flag,
     recipe,
 )
 from .cuda_graph import GraphedStep
@@ -418,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     from . import cli
     from .config import defaults_epilog
 
-    free = ", ".join("--" + name.replace("_", "-") for name in FREE_ON_RESUME)
+    free = ", ".join(map(flag, FREE_ON_RESUME))
     parser = argparse.ArgumentParser(
         prog="python -m lintorch.train",
         description="Train a linear classifier or sigmoid MLP with mini-batch SGD, "

@@ -33,6 +33,7 @@ def test_every_field_is_a_flag_with_the_fields_default_and_help():
         assert actions[f.name].default == f.default, f.name
         assert actions[f.name].help == f.metadata["help"], f.name
         assert actions[f.name].option_strings[0] == "--" + f.name.replace("_", "-")
+        assert config.flag(f.name) == actions[f.name].option_strings[0]
     assert train.config_from_args(parser.parse_args([])) == TrainConfig()
 
 
