@@ -72,11 +72,11 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def setting(default, help: str, role: str, *, free_on_resume: bool = False, **flag):
+def setting(default, help: str, role: str, *, free_on_resume: bool = False, **for_argparse):
     """A field of TrainConfig: its default, its help, its role, whether a resumed run may change
     it, and for its flag ``choices``, ``bound`` ("positive" or "non_negative") or ``metavar``."""
     return field(default=default, metadata={"help": help, "role": role,
-                                            "free_on_resume": free_on_resume, **flag})
+                                            "free_on_resume": free_on_resume, **for_argparse})
 
 
 @dataclass
