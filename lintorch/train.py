@@ -387,7 +387,7 @@ def finish(run: Run, elapsed_s: float) -> dict:
 
 def log_final(writer, cfg: TrainConfig, result: dict, run: Run) -> None:
     e, d = (result["history"][-1]["epoch"] if result["history"] else 0), run.data
-    writer.add_figure("confusion", board.confusion_figure(
+    board.log_figure(writer, "confusion", board.confusion_figure(
         torch.tensor(result["confusion_matrix"]), d.classes), e)
     board.log_templates_figure(writer, run.model, d.image_shape, d.classes, e)
     board.log_final(writer, recipe(cfg), e, result["test"]["accuracy"], {
