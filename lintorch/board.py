@@ -40,8 +40,8 @@ def template_grid(templates: Tensor, pad: int = 2) -> Tensor:
         raise ValueError(f"templates must be (C, 1 or 3, h, w), got {tuple(tiles.shape)}")
     c, _, h, w = tiles.shape
     ncols = min(c, 10)
-    # torchvision's make_grid layout (white padding), written out: importing it takes 1.1 s,
-    # more than all else TensorBoard adds to a default run (~0.8 s).
+    # torchvision's make_grid layout (white padding), written out: importing torchvision takes
+    # 1.1 s, more than all else TensorBoard adds to a default run.
     grid = torch.ones(3, -(-c // ncols) * (h + pad) + pad, ncols * (w + pad) + pad)
     for k, tile in enumerate(tiles):
         y, x = pad + (k // ncols) * (h + pad), pad + (k % ncols) * (w + pad)
@@ -157,13 +157,11 @@ def save_figure(fig: Figure | Image, path) -> None:
     file beside it, then renamed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not hasattr(fig, "savefig"):
-        write_atomic(path, lambda tmp: fig.save(tmp, format="png"))
-        return
+    matplotlib = hasattr(fig, "savefig")
     try:
-        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png"))
+        write_atomic(path, lambda tmp: (fig.savefig if matplotlib else fig.save)(tmp, format="png"))
     finally:
-        if fig.canvas.manager is not None:  # made by pyplot, which holds on to it until closed
+        if matplotlib and fig.canvas.manager is not None:  # pyplot's: held on to until closed
             import matplotlib.pyplot as plt
 
             plt.close(fig)
@@ -182,8 +180,8 @@ EPOCH_SCALARS = {"loss/train": "train_loss", "loss/val": "val_loss", "loss/penal
 def log_epoch(writer, row: dict, model: nn.Module | None = None, image_shape=None,
               class_names: Sequence[str] = ()) -> None:
     """An epoch's scalars; with the model, its histograms and (a linear model of images) its
-    class templates as one image (``templates``): 3 ms, where drawing the labelled figure
-    (``log_templates_figure``, once at the end) takes ~50 ms, 1 s of CIFAR-10's 20 epochs."""
+    class templates as one image (``templates``). The labelled figure is drawn once, at the end
+    (``log_templates_figure``)."""
     for tag, key in EPOCH_SCALARS.items():
         if row[key] is not None and math.isfinite(row[key]):
             writer.add_scalar(tag, row[key], row["epoch"])
