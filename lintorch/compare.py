@@ -13,7 +13,6 @@ The exit code is 1 when a difference exceeds its tolerance (speed never fails it
 from __future__ import annotations
 
 import argparse
-import functools
 import platform
 import statistics
 import sys
@@ -36,12 +35,6 @@ GRAD_TOL = 1e-9
 # largest weight at lr 0.05 and 2e-4 at the default lr 0.1. The final weights must agree to
 # this fraction of the largest one (float64 runs agree to 1e-9: tests/test_train.py).
 WEIGHT_RTOL = 1e-3
-
-
-# What training applies: lintorch's functionals without their per-call checks, the labels
-# having been checked once up front.
-FUNCTION: dict[str, Callable[..., Tensor]] = {
-    name: functools.partial(fn, check=False) for name, fn in losses.LOSSES.items()}
 
 
 def random_inputs(loss: str, n: int, c: int, dtype=torch.float64, device="cpu",
@@ -147,7 +140,8 @@ def loss_speed(n: int, c: int = 10, device: str | torch.device = "cpu", repeats:
         def step(fn, s=s, target=target):
             return lambda: torch.autograd.grad(fn(s, target), s)
 
-        fns = {"function": FUNCTION[loss], "checked": losses.LOSSES[loss],
+        # "function": what training applies, without the per-call label check
+        fns = {"function": losses.loss_fn(loss), "checked": losses.LOSSES[loss],
                "builtin": losses.BUILTIN_LOSSES[loss]}
         t = time_alternating({k: step(fn) for k, fn in fns.items()}, repeats, min_block_s, device)
         result[loss] = {"loss": loss, "n": n, "c": c, "device": device.type,
