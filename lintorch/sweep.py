@@ -408,8 +408,11 @@ def format_table(result: dict) -> str:
         lines.append(f"best on validation (*): lr={best['lr']:g}, reg={best['reg']:g}: "
                      f"val {100 * best['val_accuracy']:.2f}%, "
                      f"test {100 * best['test_accuracy']:.2f}%")
-    lines.append(f"sweep.json and TensorBoard runs in {result['sweep_dir']} "
-                 f"(view with: tensorboard --logdir {shlex.quote(cfg['logdir'])})")
+    if cfg["tensorboard"]:
+        lines.append(f"sweep.json and TensorBoard runs in {result['sweep_dir']} "
+                     f"(view with: tensorboard --logdir {shlex.quote(cfg['logdir'])})")
+    else:  # as train's summary: no runs were written, so none are named
+        lines.append(f"sweep.json in {result['sweep_dir']}")
     return "\n".join(lines)
 
 
@@ -462,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         grid_configs(cfg, lrs, regs)  # a bad grid or combination is a usage error, before any data
     except ValueError as e:
         parser.error(str(e))
+
     def work() -> None:
         run(cfg, lrs, regs)
 

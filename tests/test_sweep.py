@@ -143,7 +143,8 @@ def test_a_diverging_model_is_marked_and_the_others_go_on(tmp_path):
     assert saved["models"][3]["diverged_at"] == bad["diverged_at"]
     table = sweep.format_table(result)
     assert table.count("diverged") == 1 and "best on validation" in table
-    assert f"tensorboard --logdir {cfg.logdir}" in table
+    # no TensorBoard runs were written, and the last line promises none
+    assert table.splitlines()[-1] == f"sweep.json in {result['sweep_dir']}"
 
 
 def test_a_model_diverging_in_a_later_epoch_keeps_its_last_good_weights(tmp_path):
@@ -174,6 +175,9 @@ def test_each_model_is_its_own_tensorboard_run_with_hparams(tmp_path):
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == [
         "lr=0.01,reg=0", "lr=0.01,reg=0.001", "lr=0.1,reg=0", "lr=0.1,reg=0.001"]
 
+    assert sweep.format_table(result).splitlines()[-1] == (
+        f"sweep.json and TensorBoard runs in {sweep_dir} (view with: tensorboard --logdir "
+        f"{cfg.logdir})")
     saved = json.loads((sweep_dir / "sweep.json").read_text())
     assert saved["grid"] == {"lr": [0.01, 0.1], "reg": [0.0, 1e-3]}
     best = max(saved["models"], key=lambda m: m["val"]["accuracy"])
