@@ -93,6 +93,8 @@ def train_epoch(run: Run, epoch: int) -> dict:
     for idx in console.progress(batches, f"epoch {epoch}/{cfg.epochs}", run.quiet):
         x, y = sample(run, idx, gen)      # a random mini-batch
         L, R, correct = run.step(x, y)    # its loss, gradient and update: train_step
+        # sums over the batch: L is the mean over this process's examples (y), which end_epoch
+        # adds up over the processes; R, the same in every process, counts for the whole batch
         steps.append(torch.stack((L * len(y), R * len(idx), correct.to(L.dtype))))
     return end_epoch(run, epoch, lr, steps, t_epoch)
 
