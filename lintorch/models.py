@@ -16,6 +16,65 @@ def append_ones(x: Tensor) -> Tensor:
     return torch.cat([x, x.new_ones(x.shape[0], 1)], dim=1)
 
 
+# The linear (affine) map. The lecture writes one example as a column, s = Wx + b, with W of
+# shape (C, D). A batch of N examples as the rows of X (N, D) gives the scores' rows at once:
+# S = X W^T + b, row i being (W x_i + b)^T. torch's nn.Linear keeps the same (out, in) layout.
+#
+# Its derivatives, from the lecture's d(w . x)/dw_j = x_j: score s_ik = sum_j W_kj x_ij + b_k
+# depends on W_kj through x_ij alone, on b_k with slope 1, and on x_ij through W_kj. So with
+# G = dL/dS (N, C), the upstream gradient,
+#     dL/dW_kj = sum_i G_ik x_ij        dL/dW = G^T X        (C, D)
+#     dL/db_k  = sum_i G_ik             dL/db = sum_i G_i     (C,)
+#     dL/dx_ij = sum_k G_ik W_kj        dL/dX = G W           (N, D)
+
+
+class LinearFunction(torch.autograd.Function):
+    """``S = X W^T + b`` for a batch of rows X (N, D), W (C, D), b (C,) or None -> S (N, C)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        s = x @ weight.T
+        return s if bias is None else s + bias
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, grad_s: Tensor):
+        x, weight = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad
+        # Each product only where asked for: the first layer's dL/dX (N x C x D multiply-adds)
+        # is wanted by nobody, the data being no parameter.
+        dx = grad_s @ weight if need_x else None        # dL/dX = G W
+        dw = grad_s.T @ x if need_w else None           # dL/dW = G^T X
+        db = grad_s.sum(0) if need_b and ctx.has_bias else None  # dL/db = sum_i G_i
+        return dx, dw, db
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``S = X W^T + b``: the scores of a batch of rows X (N, D) under W (C, D) and b (C,), as
+    ``torch.nn.functional.linear``, with the derivatives written by hand (``LinearFunction``)."""
+    for name, t in (("x", x), ("weight", weight), *([("bias", bias)] if bias is not None else [])):
+        if not isinstance(t, Tensor) or not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point torch.Tensor, got "
+                            f"{getattr(t, 'dtype', type(t).__name__)}")
+    if x.dim() != 2 or weight.dim() != 2 or x.shape[1] != weight.shape[1]:
+        raise ValueError(f"expected x of shape (N, D) and weight (C, D), got x "
+                         f"{tuple(x.shape)} and weight {tuple(weight.shape)}")
+    if bias is not None and bias.shape != weight.shape[:1]:
+        raise ValueError(f"expected bias of shape ({weight.shape[0]},) for weight "
+                         f"{tuple(weight.shape)}, got {tuple(bias.shape)}")
+    if not x.dtype == weight.dtype == (weight.dtype if bias is None else bias.dtype):
+        raise TypeError(f"x, weight and bias must share one dtype, got {x.dtype}, "
+                        f"{weight.dtype}{'' if bias is None else ', ' + str(bias.dtype)}")
+    return LinearFunction.apply(x, weight, bias)
+
+
 def _small_init(layer: nn.Module, std: float) -> None:
     # Every score near 0 at first, as the lecture's sanity checks expect: SVM ~ C - 1, CE ~ log C
     nn.init.normal_(layer.weight, mean=0.0, std=std)
