@@ -260,7 +260,8 @@ def check(obj: Objective, idx: torch.Tensor, num_checks: int | None, seed: int) 
             def f_part(p, lo=lo, hi=hi):
                 return f(torch.cat([theta[:lo], p, theta[hi:]]))
             k = num_checks if hi - lo > num_checks else None
-            lib = max(lib, lintorch.grad_check(f_part, theta[lo:hi], k, h=H, seed=seed))
+            lib = max(lib, lintorch.grad_check(f_part, theta[lo:hi], num_checks=k, h=H,
+                                                 seed=seed))
     worst = int(ctr.argmax())
     if float(ctr.max()) < 1e-7:
         label = "great"
