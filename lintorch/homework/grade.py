@@ -78,9 +78,12 @@ def grade(path: Path, items: list[str], timeout: float,
         passed[item] = ok
         report(item, ok, message)
 
+    # Children are forked from a server process that has imported torch and run nothing (so no
+    # thread pool is copied mid-use): a new child after a hang starts in a fraction of a second.
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["lintorch.homework.checks"])
     pending = list(items)
     while pending:
-        ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no state of ours
         receive, send = ctx.Pipe(duplex=False)
         child = ctx.Process(target=serve, args=(str(Path(path).resolve()), pending, send),
                             daemon=True)

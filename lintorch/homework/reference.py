@@ -46,7 +46,7 @@ def _loss_and_dW(data_loss, W, X, y, reg, naive):
         L = data_loss(linear(X_t, W_t), y_t)
     loss = L + reg * lintorch.l2_penalty(W_t)
     (dW,) = torch.autograd.grad(loss, W_t)
-    return float(loss), dW.numpy()
+    return float(loss.detach()), dW.numpy()
 
 
 def svm_loss_naive(W, X, y, reg):
