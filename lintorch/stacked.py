@@ -1,13 +1,34 @@
 """K linear classifiers scored at once: stacked weights W (K, C, D), biases b (K, C).
 
-The sweep trains K models on the same mini-batches, and the search methods score a population
-of K candidate weight matrices on the same data; both score every model with one matrix product
-and one call of a per-example loss.
+The sweep trains K models on the same mini-batches, as one model (``StackedLinear``), and the
+search methods score a population of K candidate weight matrices on the same data; both score
+every model with one matrix product and one call of a per-example loss.
 """
 
 from __future__ import annotations
 
-from torch import Tensor
+from torch import Tensor, nn
+
+
+class StackedLinear(nn.Module):
+    """K linear classifiers as one model: ``weight`` (K, C, D), ``bias`` (K, C); the scores of a
+    batch carry the models' axis, (N, K, C)."""
+
+    def __init__(self, weight: Tensor, bias: Tensor) -> None:
+        super().__init__()
+        self.weight, self.bias = nn.Parameter(weight), nn.Parameter(bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return scores(self.weight, x, self.bias)
+
+    def select(self, index: Tensor) -> None:
+        """Keep the models ``index`` only, as new parameters (an optimizer needs them anew)."""
+        self.weight = nn.Parameter(self.weight.detach().index_select(0, index))
+        self.bias = nn.Parameter(self.bias.detach().index_select(0, index))
+
+    def extra_repr(self) -> str:
+        k, c, d = self.weight.shape
+        return f"models={k}, in_features={d}, num_classes={c}"
 
 
 def scores(W: Tensor, x: Tensor, b: Tensor | None = None) -> Tensor:

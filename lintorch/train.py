@@ -10,6 +10,11 @@ its gradient, and the update W <- W - alpha dL/dW (``update_rules.sgd_step``).
 ``start`` loads the data, builds the model and the run folder (or reads the checkpoint to resume)
 and ``finish`` scores the final model and writes ``metrics.json``. Scale-out (``distributed.py``)
 and the GPU's replayed step (``cuda_graph.py``) wrap the step from outside.
+
+The sweep (``sweep.py``) trains a grid of K linear classifiers through the same functions: its
+model is the K stacked (scores (N, K, C)), its learning rate and lambda one per model. What a
+grid adds (dropping a model that diverges, its histories and table) is ``run.grid``'s, called
+where an epoch ends and where the run finishes.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from . import board, checkpoint, console, data, distributed, files, losses
+from . import board, checkpoint, console, data, distributed, files, losses, stacked
 from .checkpoint import CheckpointError  # noqa: F401  (where users of train have found it)
 from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is the API)
     DATASET_DEFAULTS,
@@ -72,19 +77,31 @@ class Interrupted(KeyboardInterrupt):
 
 def train_step(run: Run, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """One step of mini-batch SGD on the batch (x, y). Returns the data loss L, the penalty
-    R(W) and how many examples the scores classified right, left on the device."""
+    R(W) and how many examples the scores classified right, left on the device.
+
+    A grid's K models take theirs at once: K of each, one lambda and one alpha per model."""
     scores = run.net(x)                   # s = f(x, W)
     L = run.loss(scores, y)               # L = 1/N sum_i L_i, each L_i a hand-written Function
     R = run.penalty()                     # R(W), of the weights, never the biases
     run.optimizer.zero_grad()
-    (L + run.cfg.reg * R).backward()      # dL/dW + lambda dR/dW, by the hand-written backwards
+    # dL/dW + lambda dR/dW, by the hand-written backwards; of a grid's sum_k (L_k + lambda_k R_k),
+    # model k's gradient is that of its own L_k + lambda_k R_k
+    (L + run.reg * R).sum().backward()
     run.optimizer.step()                  # W <- W - alpha (dL/dW + lambda dR/dW)
-    return L.detach(), R.detach(), (scores.argmax(1) == y).sum()
+    return L.detach(), R.detach(), count_correct(scores, y)
 
 
-def train_epoch(run: Run, epoch: int) -> dict:
-    """One pass over the training split in random mini-batches, then the validation split."""
-    t_epoch, cfg, lr = time.perf_counter(), run.cfg, lr_at(run.cfg, epoch)
+def count_correct(scores: Tensor, y: Tensor) -> Tensor:
+    """How many of the N examples the scores (N, C) classify right; of a grid's scores
+    (N, K, C), how many each model does, (K,)."""
+    return (scores.argmax(-1) == (y if scores.dim() == 2 else y.unsqueeze(1))).sum(0)
+
+
+def train_epoch(run: Run, epoch: int) -> object:
+    """One pass over the training split in random mini-batches, then the validation split.
+    Returns the epoch's history row (a grid's: the models still training, none at the end)."""
+    t_epoch, cfg = time.perf_counter(), run.cfg
+    lr = lr_at(cfg, epoch) if run.grid is None else run.grid.lr_at(epoch)  # a grid's: (K,)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     gen = epoch_generator(cfg.seed, epoch, run.device)
@@ -96,6 +113,8 @@ def train_epoch(run: Run, epoch: int) -> dict:
         # sums over the batch: L is the mean over this process's examples (y), which end_epoch
         # adds up over the processes; R, the same in every process, counts for the whole batch
         steps.append(torch.stack((L * len(y), R * len(idx), correct.to(L.dtype))))
+    if run.grid is not None:  # each model's figures, a diverged one dropped (lintorch/sweep.py)
+        return run.grid.end_epoch(run, epoch, steps, t_epoch)
     return end_epoch(run, epoch, lr, steps, t_epoch)
 
 
@@ -168,20 +187,22 @@ def epoch_generator(seed: int, epoch: int, device: torch.device) -> torch.Genera
 def evaluate(model: nn.Module, x: Tensor, y: Tensor, loss_fn, batch_size: int = 8192
              ) -> tuple[Tensor, Tensor, Tensor]:
     """(mean loss, accuracy, predictions) of ``model`` on (x, y), left on the device; the
-    loss and accuracy of no examples are NaN (null in JSON)."""
+    loss and accuracy of no examples are NaN (null in JSON). A grid's model gives (K,) of each
+    and predictions (N, K)."""
     was_training = model.training
     model.eval()
-    preds, loss_sum = [], torch.zeros((), device=x.device, dtype=torch.float64)
+    preds, loss_sum, correct = [], 0, 0
     for i in range(0, x.shape[0], batch_size):
-        s = model(x[i:i + batch_size])
-        loss_sum += loss_fn(s, y[i:i + batch_size]).double() * s.shape[0]
-        preds.append(s.argmax(1))
-    model.train(was_training)
-    if x.shape[0] == 0:
-        nan = torch.tensor(float("nan"), device=x.device)
+        s, t = model(x[i:i + batch_size]), y[i:i + batch_size]
+        loss_sum = loss_sum + loss_fn(s, t).double() * s.shape[0]
+        correct = correct + count_correct(s, t)
+        preds.append(s.argmax(-1))
+    if x.shape[0] == 0:  # one NaN per model
+        nan = torch.full(model(x).shape[1:-1], math.nan, device=x.device, dtype=torch.float64)
+        model.train(was_training)
         return nan, nan, y
-    pred = torch.cat(preds)
-    return loss_sum / x.shape[0], (pred == y).double().mean(), pred
+    model.train(was_training)
+    return loss_sum / x.shape[0], correct.double() / x.shape[0], torch.cat(preds)
 
 
 # A run: what it holds, how it starts and finishes
@@ -206,6 +227,13 @@ class Run:
     data_load_s: float
     step: object = None     # (x, y) -> train_step's results: train_step, or its CUDA graph
     writer: object = None
+    custom_loss: object = None  # fit's ``loss``, which ``loss`` applies in place of cfg.loss
+    grid: object = None     # a sweep's grid (lintorch/sweep.py), whose models ``model`` stacks
+
+    @property
+    def reg(self) -> float | Tensor:
+        """lambda: the config's, or the grid's one per model still training (K,)."""
+        return self.cfg.reg if self.grid is None else self.grid.reg
 
     @property
     def checkpoint(self) -> Path:
@@ -221,33 +249,40 @@ class Run:
                             self.cfg, self.device)
 
 
-def fit(config: TrainConfig, prepared: data.Prepared | None = None) -> dict:
-    """Train one model as ``config`` says; returns what ``metrics.json`` holds."""
-    return train_model(config, prepared)[1]
+def fit(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=None) -> dict:
+    """Train one model as ``config`` says; returns what ``metrics.json`` holds. ``loss``, a
+    callable (scores (N, C), y (N,)) -> the batch's mean loss L, replaces ``config.loss``."""
+    return train_model(config, prepared, loss=loss)[1]
 
 
-def train_model(config: TrainConfig, prepared: data.Prepared | None = None
-                ) -> tuple[nn.Module, dict]:
+def train_model(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=None,
+                grid=None) -> tuple[nn.Module, dict]:
     """``fit``, also returning the trained model. ``prepared`` replaces the data set named in
-    the config by tensors already in memory (the experiments' toy data)."""
+    the config by tensors already in memory (the experiments' toy data). ``grid``: train a
+    sweep's grid of models instead (``lintorch.sweep.run``)."""
     t_start = time.perf_counter()
     run = None
     try:
-        run = start(config, prepared)
+        run = start(config, prepared, loss=loss, grid=grid)
         for epoch in range(run.start_epoch + 1, run.cfg.epochs + 1):
-            train_epoch(run, epoch)
+            if not train_epoch(run, epoch):  # a grid whose every model diverged
+                break
         return run.model, finish(run, time.perf_counter() - t_start)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM as cli.Terminated (exit code 143)
         raise Interrupted(run.checkpoint if run else None,
                           getattr(e, "exit_code", 130)) from None
     finally:
-        if run is not None and run.writer is not None:
-            run.writer.close()
+        for writer in [run.writer] if run is not None and run.writer is not None else []:
+            writer.close()
+        if run is not None and run.grid is not None:
+            run.grid.close()
 
 
-def start(config: TrainConfig, prepared: data.Prepared | None = None) -> Run:
+def start(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=None,
+          grid=None) -> Run:
     """Data, model, optimizer and run folder of a new run, or of the run a checkpoint holds.
-    Under torchrun: the process group joined, and after a restart the run's last checkpoint."""
+    Under torchrun: the process group joined, and after a restart the run's last checkpoint.
+    ``loss``: as fit's. ``grid``: the model is the grid's models stacked (lintorch/sweep.py)."""
     world, device = distributed.join(config.device)
     resume = config.resume or distributed.restarted_run(config.logdir, config.run_name)
     saved = None
@@ -261,39 +296,58 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None) -> Run:
     torch.manual_seed(cfg.seed)
     model = build_model(cfg, math.prod(d.image_shape), len(d.classes))
     model = model.to(device, getattr(torch, cfg.dtype))
-    net = model if world.size == 1 else DataParallel(model, device, world)
-    optimizer = (SGD if cfg.impl == "lintorch" else torch.optim.SGD)(
+    if grid is None:
+        net, penalty = model if world.size == 1 else DataParallel(model, device, world), None
+    else:  # every grid model starts from these weights; the processes divide the models
+        model = net = grid.stack(cfg, model, world, loaded)
+        penalty = grid.penalty
+    # a grid's rates are a tensor, one per model, which lintorch's SGD step takes
+    optimizer = (SGD if cfg.impl == "lintorch" or grid is not None else torch.optim.SGD)(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     if saved:
         checkpoint.restore(model, optimizer, saved, cfg.resume)
         run_dir = Path(cfg.resume).parent
     else:
-        run_dir = run_folder(world, cfg.logdir, cfg.run_name or default_run_name(cfg))
+        run_dir = run_folder(world, cfg.logdir, cfg.run_name or default_run_name(cfg, grid))
         if world.main:
             distributed.mark(run_dir)
-    run = Run(cfg, world, device, d, model, net, optimizer, mean_loss(cfg), penalty_fn(cfg, model),
-              run_dir, saved["history"] if saved else [], saved["epoch"] if saved else 0,
-              data_load_s)
+    run = Run(cfg, world, device, d, model, net, optimizer, mean_loss(cfg, loss),
+              penalty or penalty_fn(cfg, model), run_dir, saved["history"] if saved else [],
+              saved["epoch"] if saved else 0, data_load_s, custom_loss=loss, grid=grid)
     run.step = lambda x, y: train_step(run, x, y)
-    if cfg.tensorboard and world.main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        # purge_step drops what an interrupted run logged after its checkpoint
-        run.writer = SummaryWriter(str(run_dir), purge_step=run.start_epoch + 1 if saved else None)
-        if not saved:
-            board.log_config_text(run.writer, dataclasses.asdict(cfg))
-    if not run.checkpoint.exists():
-        run.save(run.start_epoch)
     # On a GPU each full batch's step is replayed from a CUDA graph (lintorch/cuda_graph.py);
     # augmentation draws from the epoch's own generator, which a graph cannot replay, and under
-    # DDP its all-reduce would have to be captured too.
-    if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment and world.size == 1:
-        run.step = GraphedStep(run.step, cfg.batch_size, device,
-                               key=lambda: optimizer.param_groups[0]["lr"])
+    # DDP its all-reduce would have to be captured too (a grid's processes share no step).
+    if device.type == "cuda" and cfg.cuda_graphs and not cfg.augment and (
+            world.size == 1 or grid is not None):
+        # captured again when fit's rate changes (a number), or a grid's models drop out
+        run.step = GraphedStep(run.step, cfg.batch_size, device, key=lambda: (
+            run.optimizer.param_groups[0]["lr"] if grid is None else grid.training()))
+    if grid is not None:  # its models' TensorBoard runs; no checkpoint: a sweep is not resumed
+        grid.attach(run)
+    else:
+        open_board(run, saved is not None)
+        if not run.checkpoint.exists():
+            run.save(run.start_epoch)
     processes = f" x {world.size} processes" if world.size > 1 else ""
-    console.say(run.quiet, f"{loaded}; {cfg.model} model, {cfg.loss} loss ({cfg.impl}), device "
-                           f"{device}{processes}; run folder {run_dir}")
+    what = f"{cfg.model} model" if grid is None else grid.describe()
+    loss_name = f"{cfg.loss} loss ({cfg.impl})" if loss is None else f"loss {qualified_name(loss)}"
+    console.say(run.quiet, f"{loaded}; {what}, {loss_name}, device {device}{processes}; "
+                           f"{'run' if grid is None else 'sweep'} folder {run_dir}")
     return run
+
+
+def open_board(run: Run, resumed: bool) -> None:
+    """The run's TensorBoard writer, process 0's."""
+    if not (run.cfg.tensorboard and run.world.main):
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    # purge_step drops what an interrupted run logged after its checkpoint
+    run.writer = SummaryWriter(str(run.run_dir),
+                               purge_step=run.start_epoch + 1 if resumed else None)
+    if not resumed:
+        board.log_config_text(run.writer, dataclasses.asdict(run.cfg))
 
 
 def open_data(cfg: TrainConfig, world: distributed.World, device: torch.device,
@@ -334,11 +388,33 @@ def build_model(cfg: TrainConfig, in_features: int, num_classes: int) -> nn.Modu
     return SigmoidMLP(in_features, cfg.hidden, num_classes)
 
 
-def mean_loss(cfg: TrainConfig):
-    """``(scores, y) -> L = 1/N sum_i L_i``, and 0 for no examples: under torchrun a process's
-    share of a small last batch can be empty, and its gradient then adds nothing."""
+def mean_loss(cfg: TrainConfig, custom=None):
+    """``(scores, y) -> L = 1/N sum_i L_i``, of the config's loss or ``custom`` (fit's ``loss``,
+    a mean already), and 0 for no examples: under torchrun a process's share of a small last
+    batch can be empty, and its gradient then adds nothing. A grid's scores (N, K, C) give each
+    model's own L, (K,)."""
     loss_sum = losses.loss_fn(cfg.loss, cfg.impl, reduction="sum")
-    return lambda s, y: loss_sum(s, y) / max(len(y), 1)
+    per_example = losses.loss_fn(cfg.loss, cfg.impl, reduction="none")
+
+    def L(s: Tensor, y: Tensor) -> Tensor:
+        if s.dim() == 3 and custom is None:  # one call for all the grid's N * K rows of scores
+            return stacked.data_losses(per_example, s, y)
+        if s.dim() == 3:  # a custom loss sees one model's (N, C) scores at a time
+            return torch.stack([custom(s[:, k], y) for k in range(s.shape[1])])
+        if custom is None:
+            return loss_sum(s, y) / max(len(y), 1)
+        return custom(s, y) if len(y) else s.sum()
+    return L
+
+
+def qualified_name(f) -> str:
+    """``lintorch.losses.svm_loss``: where a callable (a function, a Function's ``apply``, an
+    nn.Module) is defined, for metrics.json."""
+    owner = getattr(f, "__self__", None)  # MyLoss.apply: named for MyLoss, not Function
+    if isinstance(owner, type):
+        return f"{owner.__module__}.{owner.__qualname__}.{f.__name__}"
+    named = f if hasattr(f, "__qualname__") else type(f)
+    return f"{named.__module__}.{named.__qualname__}"
 
 
 def penalty_fn(cfg: TrainConfig, model: nn.Module):
@@ -357,15 +433,22 @@ def run_folder(world: distributed.World, logdir: str, name: str) -> Path:
     return Path(world.from_main(str(files.unique_dir(logdir, name)) if world.main else None))
 
 
-def default_run_name(cfg: TrainConfig) -> str:
+def default_run_name(cfg: TrainConfig, grid=None) -> str:
+    if grid is not None:
+        return f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
     return (f"{data.short_name(cfg.dataset)}-{cfg.model}-{cfg.loss}-"
             f"{time.strftime('%Y%m%d-%H%M%S')}")
 
 
 def finish(run: Run, elapsed_s: float) -> dict:
-    """The final model on every split, the test confusion matrix; ``metrics.json``."""
+    """The final model on every split, the test confusion matrix; ``metrics.json``. A grid's
+    models on the validation and test splits, its table; ``sweep.json``."""
     cfg, d = run.cfg, run.data
-    result, predictions = {"config": dataclasses.asdict(cfg), "history": run.history}, {}
+    config = {**dataclasses.asdict(cfg), "loss_fn": run.custom_loss and qualified_name(
+        run.custom_loss)}
+    if run.grid is not None:
+        return run.grid.results(run, config, elapsed_s)
+    result, predictions = {"config": config, "history": run.history}, {}
     for split, x, y in [("train", d.train_x, d.train_y), ("val", d.val_x, d.val_y),
                         ("test", d.test_x, d.test_y)]:
         loss, acc, predictions[split] = evaluate(run.model, x, y, run.loss)

@@ -3,7 +3,7 @@
 ``sgd_step`` is the step mini-batch SGD takes: ``W <- W - alpha dL/dW``, with momentum as a marked
 extension of the lecture's rule. ``SGD`` applies it to a model's parameters behind
 ``torch.optim.SGD``'s interface; ``lintorch.train`` trains with it (``--impl torch`` with torch's),
-and the sweep applies ``sgd_step`` to its stacked models, one learning rate each.
+and the sweep trains its stacked models with it, one learning rate each.
 
 Then the lecture's two update rules, derived by hand: one step of gradient descent on the summed
 squared error ``L(w) = sum_i (y_i - f(x_i))^2`` of a single unit, linear or sigmoid.
@@ -55,7 +55,8 @@ def sgd_step(W: Tensor, dW: Tensor, lr: float | Tensor, momentum: float = 0.0,
 
 class SGD:
     """``torch.optim.SGD(params, lr, momentum)``'s interface and state (``param_groups``, a
-    ``momentum_buffer`` per parameter, ``state_dict``), stepping with :func:`sgd_step`.
+    ``momentum_buffer`` per parameter, ``state_dict``), stepping with :func:`sgd_step`. ``lr``
+    may also be a tensor (K,): one rate per model of parameters stacked along their first axis.
 
     Not a ``torch.optim.Optimizer``: making one imports ``torch._dynamo``, 1.5-2.8 s of the
     Fashion-MNIST linear default run's 7-8.5 s (2-core CPU, measured side by side)."""
@@ -73,7 +74,10 @@ class SGD:
         group = self.param_groups[0]
         for W in group["params"]:
             if W.grad is not None:
-                v = sgd_step(W, W.grad, group["lr"], group["momentum"],
+                lr = group["lr"]
+                if isinstance(lr, Tensor) and lr.dim() == 1:  # the sweep's rate for each model
+                    lr = lr.view(-1, *[1] * (W.dim() - 1))  # of a stacked W (K, ...)
+                v = sgd_step(W, W.grad, lr, group["momentum"],
                              self.state.get(W, {}).get("momentum_buffer"))
                 if v is not None:
                     self.state[W] = {"momentum_buffer": v}

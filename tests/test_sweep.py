@@ -204,7 +204,9 @@ def test_each_model_is_its_own_tensorboard_run_with_hparams(tmp_path):
     assert set(start.hparams) == {"dataset", "model", "loss", "impl", "epochs", "batch_size",
                                   "lr", "lr_decay", "momentum", "reg", "reg_type", "preprocess",
                                   "augment", "val_size", "seed", "dtype", "diverged"}
-    assert set(saved["config"]) == {f.name for f in dataclasses.fields(train.TrainConfig)}
+    assert set(saved["config"]) == {f.name for f in dataclasses.fields(train.TrainConfig)} | {
+        "loss_fn"}
+    assert saved["config"]["loss_fn"] is None  # no custom loss
 
 
 def test_model_names_are_short_and_distinct():

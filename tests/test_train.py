@@ -103,7 +103,8 @@ def test_cli_run_on_fashion_mnist_leaves_everything_promised(tmp_path):
     m = json.loads((run / "metrics.json").read_text())
     assert set(m) >= {"config", "history", "train", "val", "test", "per_class_test_accuracy",
                       "data_load_s", "wall_time_s", "device", "torch_version"}
-    assert set(m["config"]) == {f.name for f in train.dataclasses.fields(TrainConfig)}
+    assert set(m["config"]) == {f.name for f in train.dataclasses.fields(TrainConfig)} | {
+        "loss_fn"}
     assert len(m["history"]) == 2 and HISTORY_KEYS <= set(m["history"][0])
     assert set(m["test"]) == {"loss", "accuracy"}
     assert 0.7 < m["test"]["accuracy"] <= 1.0  # 3,000 images of real data, 2 epochs
@@ -173,7 +174,7 @@ def test_hparams_tab_shows_the_recipe_and_metrics_json_the_whole_config(tmp_path
     if "hidden" in used:
         assert (shown["hidden"], shown["lr_step"], shown["lr_gamma"]) == ("[16]", 1, 0.5)
     saved = json.loads((Path(m["run_dir"]) / "metrics.json").read_text())
-    assert saved["config"] == train.dataclasses.asdict(cfg.resolved())
+    assert saved["config"] == {**train.dataclasses.asdict(cfg.resolved()), "loss_fn": None}
 
 
 # --- reliability --------------------------------------------------------------------------
