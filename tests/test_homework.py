@@ -144,6 +144,15 @@ def test_an_exception_names_its_line_in_the_student_s_file(tmp_path, capsys):
                         f"{line} of your file")
 
 
+def test_a_crash_fails_its_item_only(tmp_path, capsys):
+    folder = student_folder(tmp_path, "return W - lr * dW  # the step",
+                            "import os\n    os._exit(3)")
+    code, lines = check(capsys, folder, "--only", "sgd_step", "sigmoid_grad")
+    assert line_of(lines, "sgd_step") == (
+        "  FAIL  sgd_step: crashed the process running it (exit code 3)")
+    assert line_of(lines, "sigmoid_grad") == "  pass  sigmoid_grad" and code == 1
+
+
 def test_init_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["init", str(tmp_path)]) == 1

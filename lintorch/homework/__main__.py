@@ -16,7 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lintorch.homework",
         description="A homework kit: students write the lecture's losses and gradients in "
-                    f"{STUDENT_FILE}, and lintorch grades them.")
+                    f"{STUDENT_FILE}, and lintorch grades them.",
+        epilog="check exits with 0 if every function passes and 1 otherwise; a bad flag is "
+               "exit 2.")
     parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -53,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                            metavar="LR", help="learning rates alpha of the grid (each > 0)")
             p.add_argument("--reg", type=cli.non_negative(float), nargs="+", required=True,
                            metavar="REG", help="regularization strengths lambda (each >= 0)")
-        cli.add_training_flags(p, skip=("lr", "reg", "resume", "model") if name == "sweep"
-                               else ("resume", "model"))
+        cli.add_training_flags(p, skip=("resume", "model", "hidden")
+                               + (("lr", "reg") if name == "sweep" else ()))
     return parser
 
 
@@ -77,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "sweep":
                 from lintorch import sweep
 
-                sweep.grid_configs(dataclasses.replace(cfg, lr=None, reg=None), args.lr,
-                                   args.reg)
+                sweep.check_grid(args.lr, args.reg)
             else:
                 cfg.resolved()
         except ValueError as e:
