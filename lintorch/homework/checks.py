@@ -98,10 +98,11 @@ def at(t: Tensor, i: int) -> str:
     return f"[{', '.join(map(str, np.unravel_index(i, tuple(t.shape))))}]"
 
 
-def differs(name: str, got: Tensor, want: Tensor) -> str:
-    """Where ``got`` is farthest from the reference ``want``, in words."""
+def differs(name: str, got: Tensor, want: Tensor, entry: str | None = None) -> str:
+    """Where ``got`` is farthest from the reference ``want``, in words: the entry named as
+    ``entry`` (``W[3, 17]`` for a dW)."""
     i = int((got - want).abs().nan_to_num(math.inf).flatten().argmax())
-    return (f"{name} differs from the reference at {name}{at(got, i)}: "
+    return (f"{name} differs from the reference at {entry or name}{at(got, i)}: "
             f"{float(got.flatten()[i]):.6g} against {float(want.flatten()[i]):.6g}")
 
 
@@ -207,8 +208,10 @@ def check_lecture(kind: str, fn) -> None:
         raise Fail(f"at W = 0 every score is 0 and the loss should be {what}, got {got:.6g}")
 
 
-def because(got: float, candidates) -> str:
-    if not math.isfinite(got):
+def because(got, candidates) -> str:
+    """``: <the bug>`` if ``got`` (a number or an array) is the result of one of the
+    ``candidates``' bugs."""
+    if not bool(torch.isfinite(torch.as_tensor(got)).all()):
         return ": not a finite number"
     why = first_match(got, candidates)
     return f": {why}" if why else ""
@@ -224,7 +227,7 @@ def check_random(kind: str, fn, seed: int) -> None:
                    f"reference's {want_loss:.6g}" + because(loss, loss_bugs(kind, W, X, y, reg)))
     if not close(dW, want_dW):
         why = first_match(dW, dW_bugs(kind, W, X, y, reg))
-        raise Fail(differs("dW", dW, torch.as_tensor(want_dW)) + (
+        raise Fail(differs("dW", dW, torch.as_tensor(want_dW), "W") + (
             f"; {why}" if why else "; the loss matches, so the gradient's formula is off: "
                                    "check it entry by entry with numerical_gradient"))
 
@@ -362,7 +365,10 @@ def check_numerical_gradient(student) -> None:
     X, t, w = rng.standard_normal((8, 4)), rng.standard_normal(8), rng.standard_normal((2, 2))
     seen = w.copy()
     f = lambda v: float(((t - X @ v.reshape(-1)) ** 2).sum())  # noqa: E731
-    got = array(call(student.numerical_gradient, f, seen, 1e-5), "the gradient", w.shape)
+    got = array(call(student.numerical_gradient, f, seen, 1e-5, copy=False), "the gradient",
+                w.shape)
+    if not np.array_equal(seen, w):
+        raise Fail("x is left changed: after perturbing an entry, put its old value back")
     want = torch.as_tensor(ref.numerical_gradient(f, w, 1e-5))
     formula = torch.as_tensor((-2 * (t - X @ w.reshape(-1)) @ X).reshape(w.shape))
     assert close(want, formula, rtol=1e-6)  # lintorch's reference agrees with the lecture's formula
@@ -372,9 +378,8 @@ def check_numerical_gradient(student) -> None:
 
 
 def because_numeric(got: Tensor, want: Tensor) -> str:
-    return because(float(got.flatten()[0]), [
-        (2 * want.flatten()[0], "twice the gradient: the central difference divides by 2h"),
-        (-want.flatten()[0], "the sign is flipped: (f(x + h) - f(x - h)) / 2h")])
+    return because(got, [(2 * want, "twice the gradient: the central difference divides by 2h"),
+                         (-want, "the sign is flipped: (f(x + h) - f(x - h)) / 2h")])
 
 
 def check_sgd_step(student) -> None:
@@ -385,11 +390,11 @@ def check_sgd_step(student) -> None:
     got = array(given if new is None else new, "the new W", W.shape)  # in place is fine too
     want = torch.as_tensor(ref.sgd_step(W, dW, lr))
     if not close(got, want):
-        raise Fail(differs("W", got, want) + because(float(got[0, 0]), [
-            (W[0, 0] + lr * dW[0, 0], "the update's sign is flipped: it climbs the gradient; "
-                                      "W <- W - lr * dW goes down"),
-            (W[0, 0] - dW[0, 0], "the learning rate is missing: W - lr * dW"),
-            (-lr * dW[0, 0], "it returns the step -lr * dW, not the new weights W - lr * dW")]))
+        raise Fail(differs("W", got, want) + because(got, [
+            (W + lr * dW, "the update's sign is flipped: it climbs the gradient; "
+                          "W <- W - lr * dW goes down"),
+            (W - dW, "the learning rate is missing: W - lr * dW"),
+            (-lr * dW, "it returns the step -lr * dW, not the new weights W - lr * dW")]))
 
 
 CHECKS = {
