@@ -191,6 +191,16 @@ def test_the_student_loss_bridge_gives_the_student_s_loss_and_gradient_of_the_sc
         assert torch.allclose(g, want_g, rtol=1e-10, atol=1e-12)
 
 
+def test_training_with_an_unwritten_loss_is_one_line_and_exit_1(tmp_path, capsys):
+    main(["init", str(tmp_path / "hw")])
+    capsys.readouterr()
+    assert main(["train", str(tmp_path / "hw"), "--loss", "svm", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("error: your svm_loss_vectorized fails on 5 examples (NotImplementedError: "
+                   "svm_loss_vectorized is not written yet): run python -m lintorch.homework "
+                   "check first\n")
+
+
 def has_loss_hook() -> bool:
     import inspect
 
