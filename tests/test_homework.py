@@ -153,6 +153,16 @@ def test_a_crash_fails_its_item_only(tmp_path, capsys):
     assert line_of(lines, "sigmoid_grad") == "  pass  sigmoid_grad" and code == 1
 
 
+def test_a_file_that_does_not_import_fails_every_item_in_one_line(tmp_path, capsys):
+    folder = student_folder(tmp_path, "def sgd_step(W, dW, lr):", "def sgd_step(W, dW, lr:")
+    code, lines = check(capsys, folder, "--only", "sgd_step", "sigmoid_grad")
+    line = (folder / STUDENT_FILE).read_text().splitlines().index("def sgd_step(W, dW, lr:") + 1
+    assert lines[1:] == [f"  FAIL  {item}: your file does not import: SyntaxError: '(' was never "
+                         f"closed ({STUDENT_FILE}, line {line})" for item in ("sgd_step",
+                                                                             "sigmoid_grad")
+                         ] + ["score 0/2"] and code == 1
+
+
 def test_init_refuses_a_folder_that_is_not_empty(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("mine")
     assert main(["init", str(tmp_path)]) == 1

@@ -119,15 +119,17 @@ def follow(receive, child, pending: list[str], timeout: float, done) -> None:
         raise GraderError(f"the grader's process did not start (exit code {child.exitcode})")
     message = wait(timeout)
     if message is None or message[0] == "import-error":
+        child.join(1)
         why = message[1] if message else (
             f"importing your file did not finish within {timeout:g} s (code at the top level "
-            f"of the file runs on import: an endless loop there?)")
+            f"of the file runs on import: an endless loop there?)" if child.exitcode is None
+            else f"importing your file ended the process (exit code {child.exitcode})")
         for item in pending:
             done(item, False, why)
         return
     current, started = None, time.monotonic()
     while True:
-        message = wait(timeout - (time.monotonic() - started) if current else timeout)
+        message = wait(max(0.0, timeout - (time.monotonic() - started)) if current else timeout)
         if message is None:
             if current is None:
                 return  # every item is done and the child has finished
