@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from lintorch.gradcheck import check_entries
+from lintorch.update_rules import least_squares_step
 
 from . import reference as ref
 
@@ -307,6 +308,12 @@ def check_loss(student, kind: str, version: str) -> str | None:
 
 
 def check_linear_backward(student) -> None:
+    # The lecture's d(w . x)/dw_j = x_j: one example, one class, dL/ds = 1 gives dW = x^T
+    x, w = np.array([[0.5, -1.0, 2.0]]), np.array([[0.2, 0.3, -0.1]])
+    got = results(call(student.linear_backward, np.ones((1, 1)), x, w), ("dX", "dW", "db"))
+    if not close(array(got[1], "dW", w.shape), x):
+        raise Fail(f"for s = w . x with dL/ds = 1, dW should be x = [0.5, -1, 2] (the "
+                   f"lecture's d(w . x)/dw_j = x_j), got {array(got[1], 'dW', w.shape).tolist()}")
     rng = np.random.default_rng(2)
     N, D, C = 6, 5, 4
     dS, X, W = rng.standard_normal((N, C)), rng.standard_normal((N, D)), rng.standard_normal((C, D))
@@ -386,19 +393,30 @@ def because_numeric(got: Tensor, want: Tensor) -> str:
                          (-want, "the sign is flipped: (f(x + h) - f(x - h)) / 2h")])
 
 
+def stepped(student, W, dW, lr) -> Tensor:
+    """The student's new W: returned, or (returning None) W changed in place."""
+    given = W.copy()
+    new = call(student.sgd_step, given, dW.copy(), lr, copy=False)
+    return array(given if new is None else new, "the new W", W.shape)
+
+
 def check_sgd_step(student) -> None:
     rng = np.random.default_rng(4)
     W, dW, lr = rng.standard_normal((3, 4)), rng.standard_normal((3, 4)), 0.1
-    given = W.copy()
-    new = call(student.sgd_step, given, dW.copy(), lr, copy=False)
-    got = array(given if new is None else new, "the new W", W.shape)  # in place is fine too
-    want = torch.as_tensor(ref.sgd_step(W, dW, lr))
+    got, want = stepped(student, W, dW, lr), torch.as_tensor(ref.sgd_step(W, dW, lr))
     if not close(got, want):
         raise Fail(differs("W", got, want) + because(got, [
             (W + lr * dW, "the update's sign is flipped: it climbs the gradient; "
                           "W <- W - lr * dW goes down"),
             (W - dW, "the learning rate is missing: W - lr * dW"),
             (-lr * dW, "it returns the step -lr * dW, not the new weights W - lr * dW")]))
+    # The lecture's least-squares rule w_j <- w_j + 2 alpha sum_i delta_i x_ij is this step
+    # with dL/dw = -2 sum_i delta_i x_i
+    w, X, t = rng.standard_normal(4), rng.standard_normal((6, 4)), rng.standard_normal(6)
+    got = stepped(student, w, -2 * (t - X @ w) @ X, lr)
+    if not close(got, least_squares_step(*(torch.from_numpy(a) for a in (w, X, t)), lr)):
+        raise Fail("on the lecture's least squares the step is not "
+                   "w_j + 2 alpha sum_i delta_i x_ij")
 
 
 CHECKS = {
