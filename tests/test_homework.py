@@ -105,6 +105,14 @@ def test_each_planted_bug_fails_its_item_naming_the_bug(tmp_path, capsys, bug):
     assert code == 1 and line.startswith(f"  FAIL  {item}: ") and named in line, lines
 
 
+def test_a_vectorized_loss_no_faster_than_the_loops_fails(tmp_path, capsys):
+    folder = student_folder(tmp_path, "    N = X.shape[0]\n    S = X @ W.T\n    margins",
+                            "    return svm_loss_naive(W, X, y, reg)\n    S = X @ W.T\n    margins")
+    code, lines = check(capsys, folder, "--only", "svm_loss_vectorized")
+    assert lines[1].startswith("  FAIL  svm_loss_vectorized: not faster than your naive version: ")
+    assert "ms on 400 examples (it should take at most half as long" in lines[1] and code == 1
+
+
 def test_a_planted_gradient_bug_leaves_the_loss_right_and_is_found_through_dW():
     # The premise of the diagnosis: the buggy loss value equals the reference's.
     W, X, y, reg = checks.random_case(0)
