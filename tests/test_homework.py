@@ -27,6 +27,9 @@ BUGS = {
         "and it is missing"),
     "-x_i term forgotten": (
         "svm_loss_naive", ("dW[y[i]] -= X[i]", "pass"), "the -x_i term is missing"),
+    "-x_i term forgotten in the softmax": (
+        "softmax_loss_naive", ("(p[k] - (k == y[i])) * X[i]", "p[k] * X[i]"),
+        "the -x_i term is missing: dL_i/ds_{y_i} = p_{y_i} - 1"),
     "margin on the correct class counted": (
         "svm_loss_naive", ("            if j == y[i]:  # skip the correct class\n"
                            "                continue  # skip the correct class\n", ""),
