@@ -66,6 +66,8 @@ def where(e: BaseException) -> str:
 
 def array(value, what: str, shape: tuple) -> Tensor:
     """``value`` (numpy, torch or a number) as a float64 tensor of ``shape``, or Fail."""
+    if value is None:
+        raise Fail(f"{what} is None: return it (a function without a return gives None)")
     try:
         t = value.detach().cpu() if isinstance(value, Tensor) else torch.as_tensor(
             np.asarray(value, dtype=np.float64))
@@ -138,7 +140,7 @@ def loss_bugs(kind: str, W, X, y, reg) -> list[tuple[float, str]]:
     bugs = [(N * data + reg * R, "the data loss is summed over the examples: divide it by N"),
             (data, "the penalty reg * sum W^2 is missing from the loss"),
             (data + 0.5 * reg * R, "the penalty is 0.5 * reg * sum W^2; here it is "
-                                   "reg * sum W^2 (cs231n's convention too)")]
+                                   "reg * sum W^2")]
     if kind == "svm":
         bugs[:0] = [(data + 1 + reg * R, "the margin of the correct class is counted: "
                                          "s_{y_i} - s_{y_i} + 1 = 1 adds 1 to every L_i; sum "
