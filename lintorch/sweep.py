@@ -265,10 +265,7 @@ class Grid:
         """Each model's (loss, accuracy) on the validation and test splits, on every process,
         and its final weights; None for a model that diverged in its first epoch."""
         final, d = {}, run.data
-        if self.ids:
-            index = torch.tensor(self.ids, device=self.reg.device)
-            self.final_W.index_copy_(0, index, self.model.weight.detach())
-            self.final_b.index_copy_(0, index, self.model.bias.detach())
+        if self.ids:  # their final weights are in final_W and final_b since their last epoch
             # No final pass over the training split: for K models it costs half an epoch, and
             # the history already holds each epoch's training loss and accuracy.
             for split, x, y in [("val", d.val_x, d.val_y), ("test", d.test_x, d.test_y)]:

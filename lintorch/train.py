@@ -272,9 +272,9 @@ def train_model(config: TrainConfig, prepared: data.Prepared | None = None, *, l
         raise Interrupted(run.checkpoint if run else None,
                           getattr(e, "exit_code", 130)) from None
     finally:
-        for writer in [run.writer] if run is not None and run.writer is not None else []:
-            writer.close()
-        if run is not None and run.grid is not None:
+        if run is not None and run.writer is not None:
+            run.writer.close()
+        if run is not None and run.grid is not None:  # its models' TensorBoard runs
             run.grid.close()
 
 
