@@ -136,10 +136,6 @@ class Grid:
     def describe(self) -> str:
         return f"{len(self.names)} linear models ({len(self.lrs)} lr x {len(self.regs)} reg)"
 
-    def training(self) -> tuple[int, ...]:
-        """The models still training here (what a CUDA graph of the step baked in)."""
-        return tuple(self.ids)
-
     def lr_at(self, epoch: int) -> Tensor:
         """Each model's learning rate of the epoch, (A,), in place (a captured step reads it)."""
         self.epoch_lrs = [train.lr_at(c, epoch) for c in self.cfgs]

@@ -297,10 +297,11 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=No
     model = build_model(cfg, math.prod(d.image_shape), len(d.classes))
     model = model.to(device, getattr(torch, cfg.dtype))
     if grid is None:
-        net, penalty = model if world.size == 1 else DataParallel(model, device, world), None
+        net = model if world.size == 1 else DataParallel(model, device, world)
+        penalty = penalty_fn(cfg, model)
     else:  # every grid model starts from these weights; the processes divide the models
         model = net = grid.stack(cfg, model, world, loaded)
-        penalty = grid.penalty
+        penalty = grid.penalty  # R(W_k) of each model
     # a grid's rates are a tensor, one per model, which lintorch's SGD step takes
     optimizer = (SGD if cfg.impl == "lintorch" or grid is not None else torch.optim.SGD)(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
@@ -311,9 +312,9 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=No
         run_dir = run_folder(world, cfg.logdir, cfg.run_name or default_run_name(cfg, grid))
         if world.main:
             distributed.mark(run_dir)
-    run = Run(cfg, world, device, d, model, net, optimizer, mean_loss(cfg, loss),
-              penalty or penalty_fn(cfg, model), run_dir, saved["history"] if saved else [],
-              saved["epoch"] if saved else 0, data_load_s, custom_loss=loss, grid=grid)
+    run = Run(cfg, world, device, d, model, net, optimizer, mean_loss(cfg, loss), penalty,
+              run_dir, saved["history"] if saved else [], saved["epoch"] if saved else 0,
+              data_load_s, custom_loss=loss, grid=grid)
     run.step = lambda x, y: train_step(run, x, y)
     # On a GPU each full batch's step is replayed from a CUDA graph (lintorch/cuda_graph.py);
     # augmentation draws from the epoch's own generator, which a graph cannot replay, and under
@@ -322,32 +323,24 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=No
             world.size == 1 or grid is not None):
         # captured again when fit's rate changes (a number), or a grid's models drop out
         run.step = GraphedStep(run.step, cfg.batch_size, device, key=lambda: (
-            run.optimizer.param_groups[0]["lr"] if grid is None else grid.training()))
+            run.optimizer.param_groups[0]["lr"] if grid is None else tuple(grid.ids)))
     if grid is not None:  # its models' TensorBoard runs; no checkpoint: a sweep is not resumed
         grid.attach(run)
-    else:
-        open_board(run, saved is not None)
-        if not run.checkpoint.exists():
-            run.save(run.start_epoch)
+    elif cfg.tensorboard and world.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops what an interrupted run logged after its checkpoint
+        run.writer = SummaryWriter(str(run_dir), purge_step=run.start_epoch + 1 if saved else None)
+        if not saved:
+            board.log_config_text(run.writer, dataclasses.asdict(cfg))
+    if grid is None and not run.checkpoint.exists():
+        run.save(run.start_epoch)
     processes = f" x {world.size} processes" if world.size > 1 else ""
     what = f"{cfg.model} model" if grid is None else grid.describe()
     loss_name = f"{cfg.loss} loss ({cfg.impl})" if loss is None else f"loss {qualified_name(loss)}"
     console.say(run.quiet, f"{loaded}; {what}, {loss_name}, device {device}{processes}; "
                            f"{'run' if grid is None else 'sweep'} folder {run_dir}")
     return run
-
-
-def open_board(run: Run, resumed: bool) -> None:
-    """The run's TensorBoard writer, process 0's."""
-    if not (run.cfg.tensorboard and run.world.main):
-        return
-    from torch.utils.tensorboard import SummaryWriter
-
-    # purge_step drops what an interrupted run logged after its checkpoint
-    run.writer = SummaryWriter(str(run.run_dir),
-                               purge_step=run.start_epoch + 1 if resumed else None)
-    if not resumed:
-        board.log_config_text(run.writer, dataclasses.asdict(run.cfg))
 
 
 def open_data(cfg: TrainConfig, world: distributed.World, device: torch.device,
@@ -444,8 +437,9 @@ def finish(run: Run, elapsed_s: float) -> dict:
     """The final model on every split, the test confusion matrix; ``metrics.json``. A grid's
     models on the validation and test splits, its table; ``sweep.json``."""
     cfg, d = run.cfg, run.data
-    config = {**dataclasses.asdict(cfg), "loss_fn": run.custom_loss and qualified_name(
-        run.custom_loss)}
+    custom = run.custom_loss
+    config = {**dataclasses.asdict(cfg),
+              "loss_fn": None if custom is None else qualified_name(custom)}
     if run.grid is not None:
         return run.grid.results(run, config, elapsed_s)
     result, predictions = {"config": config, "history": run.history}, {}
