@@ -310,7 +310,7 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=No
         run_dir = Path(cfg.resume).parent
     else:
         run_dir = run_folder(world, cfg.logdir, cfg.run_name or default_run_name(cfg, grid))
-        if world.main:
+        if world.main and grid is None:  # a sweep leaves no checkpoint to restart from
             distributed.mark(run_dir)
     run = Run(cfg, world, device, d, model, net, optimizer, mean_loss(cfg, loss), penalty,
               run_dir, saved["history"] if saved else [], saved["epoch"] if saved else 0,
