@@ -88,13 +88,13 @@ def train_step(run: Run, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     # model k's gradient is that of its own L_k + lambda_k R_k
     (L + run.reg * R).sum().backward()
     run.optimizer.step()                  # W <- W - alpha (dL/dW + lambda dR/dW)
-    return L.detach(), R.detach(), count_correct(scores, y)
+    return L.detach(), R.detach(), count_correct(scores.argmax(-1), y)
 
 
-def count_correct(scores: Tensor, y: Tensor) -> Tensor:
-    """How many of the N examples the scores (N, C) classify right; of a grid's scores
-    (N, K, C), how many each model does, (K,)."""
-    return (scores.argmax(-1) == (y if scores.dim() == 2 else y.unsqueeze(1))).sum(0)
+def count_correct(predictions: Tensor, y: Tensor) -> Tensor:
+    """How many of the N predictions (N,) are right; of a grid's (N, K), how many of each
+    model's, (K,)."""
+    return (predictions == (y if predictions.dim() == 1 else y.unsqueeze(1))).sum(0)
 
 
 def train_epoch(run: Run, epoch: int) -> object:
@@ -195,8 +195,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, loss_fn, batch_size: int = 
     for i in range(0, x.shape[0], batch_size):
         s, t = model(x[i:i + batch_size]), y[i:i + batch_size]
         loss_sum = loss_sum + loss_fn(s, t).double() * s.shape[0]
-        correct = correct + count_correct(s, t)
         preds.append(s.argmax(-1))
+        correct = correct + count_correct(preds[-1], t)
     if x.shape[0] == 0:  # one NaN per model
         nan = torch.full(model(x).shape[1:-1], math.nan, device=x.device, dtype=torch.float64)
         model.train(was_training)
