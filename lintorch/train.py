@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from . import board, checkpoint, console, data, distributed, files, losses
+from . import board, checkpoint, console, data, distributed, files, losses, models
 from .checkpoint import CheckpointError  # noqa: F401  (where users of train have found it)
 from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is the API)
     DATASET_DEFAULTS,
@@ -326,12 +326,13 @@ def load_data(cfg: TrainConfig, device: torch.device, refresh: bool = False
 
 
 def build_model(cfg: TrainConfig, in_features: int, num_classes: int) -> nn.Module:
-    """The config's model; ``--impl torch`` gives the MLP torch's built-in sigmoid."""
+    """The config's model; ``--impl torch`` gives it torch's built-in linear map and sigmoid."""
+    torch_impl = cfg.impl == "torch"
+    linear = torch.nn.functional.linear if torch_impl else models.linear
     if cfg.model == "linear":
-        return LinearClassifier(in_features, num_classes)
-    if cfg.impl == "torch":
-        return SigmoidMLP(in_features, cfg.hidden, num_classes, sigmoid=torch.sigmoid)
-    return SigmoidMLP(in_features, cfg.hidden, num_classes)
+        return LinearClassifier(in_features, num_classes, linear=linear)
+    sigmoid = torch.sigmoid if torch_impl else models.sigmoid
+    return SigmoidMLP(in_features, cfg.hidden, num_classes, sigmoid=sigmoid, linear=linear)
 
 
 def mean_loss(cfg: TrainConfig):
