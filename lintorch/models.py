@@ -1,5 +1,6 @@
-"""The lecture's models: the linear classifier f(x, W) = Wx + b and the sigmoid MLP, whose
-sigmoid is a ``torch.autograd.Function`` with its derivative written by hand, like the losses."""
+"""The lecture's models: the linear classifier f(x, W) = Wx + b and the sigmoid MLP. The linear
+map and the sigmoid are ``torch.autograd.Function``s with their derivatives written by hand,
+like the losses, and every layer computes through them (unless given torch's own)."""
 
 from __future__ import annotations
 
