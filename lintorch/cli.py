@@ -12,7 +12,7 @@ import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from . import config, data
+from . import config, rawdata
 
 
 class Terminated(KeyboardInterrupt):
@@ -45,7 +45,7 @@ def run_main(work: Callable[[], int | None], also: tuple[type[Exception], ...] =
     except KeyboardInterrupt as e:
         print(f"\n{str(e) or 'interrupted'}", file=sys.stderr)
         return exit_code(e)
-    except (data.DataError, ValueError, OSError, *also) as e:
+    except (rawdata.DataError, ValueError, OSError, *also) as e:
         print(f"error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", error_code)
 
@@ -80,14 +80,9 @@ def non_negative(kind):
                           "an integer >= 0" if kind is int else "a finite number >= 0")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown in --help, except None (such flags say what unset means in their help),
-    and the epilog's table kept as written."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is argparse.SUPPRESS:
-            return action.help
-        return super()._get_help_string(action)
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The epilog's table kept as written. A training flag's help states its default itself
+    (``add_training_flags``), where it has one: unset ones say what unset means."""
 
 
 def explicit_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
@@ -99,16 +94,16 @@ def explicit_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return {dest for dest, value in vars(probe).items() if value is not unset}
 
 
-DATASET_METAVAR = "{" + ",".join(data.DATASETS) + "} or PATH.npz or FOLDER"  # --dataset's
+DATASET_METAVAR = "{" + ",".join(rawdata.DATASETS) + "} or PATH.npz or FOLDER"  # --dataset's
 
 
 def dataset_name(text: str) -> str:
     """argparse type of --dataset: a built-in data set's name, the path of an .npz file, or an
     existing folder (of images)."""
-    if data.kind(text) != "folder" or Path(text).expanduser().is_dir():
+    if rawdata.kind(text) != "folder" or Path(text).expanduser().is_dir():
         return text
     raise argparse.ArgumentTypeError(
-        f"must be one of {', '.join(data.DATASETS)}, the path of an .npz file or of a folder of "
+        f"must be one of {', '.join(rawdata.DATASETS)}, the path of an .npz file or of a folder of "
         f"images, got {text!r} (no such folder)")
 
 
@@ -131,4 +126,6 @@ def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
                       choices=meta.get("choices"), metavar=meta.get("metavar"))
         if f.name == "dataset":
             kw.update(type=dataset_name, metavar=DATASET_METAVAR)
-        parser.add_argument(config.flag(f.name), **kw)
+        action = parser.add_argument(config.flag(f.name), **kw)
+        if f.default is not None and "%(default)" not in action.help:  # (3.9's --no- forms)
+            action.help += " (default: %(default)s)"
