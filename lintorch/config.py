@@ -16,7 +16,7 @@ import os
 import typing
 from dataclasses import dataclass, field
 
-from . import data
+from . import rawdata
 from .losses import CLASSIFIERS, PENALTIES
 
 MODELS = ("linear", "mlp")
@@ -84,7 +84,7 @@ class TrainConfig:
     """Every setting of a run; the CLI's flags map to these fields one to one.
 
     Fields left at None take the data set's default (``DATASET_DEFAULTS``). ``dataset`` is one
-    of ``data.DATASETS``, the path of an .npz file of your own features, or the path of a folder
+    of ``rawdata.DATASETS``, the path of an .npz file of your own features, or the path of a folder
     of images (``train/<class>/<image>``, ``test/<class>/<image>``).
     """
 
@@ -130,7 +130,7 @@ class TrainConfig:
         "training images when that is fewer)", "recipe", bound="non_negative")
     preprocess: str = setting(
         "standardize", "none, center (subtract the mean image), standardize (per-channel mean, "
-        "std) or pixel (each pixel's own mean, std)", "recipe", choices=data.PREPROCESS)
+        "std) or pixel (each pixel's own mean, std)", "recipe", choices=rawdata.PREPROCESS)
     augment: bool = setting(False, "random flips and padded crops, on the device", "recipe")
     logdir: str = setting("runs", "folder for the run folders", "io")
     run_name: str | None = setting(None, "run folder name (unset: the model, loss and time)", "io")
@@ -155,10 +155,10 @@ class TrainConfig:
         """A copy with the per-data-set defaults filled in and every value checked."""
         cfg = dataclasses.replace(self, **{f.name: os.fspath(getattr(self, f.name))
                                            for f in _PATHS if getattr(self, f.name) is not None})
-        kind = data.kind(cfg.dataset)
-        defaults = dict(DATASET_DEFAULTS[kind][cfg.model if cfg.model in MODELS else "linear"])
+        named = rawdata.kind(cfg.dataset)
+        defaults = dict(DATASET_DEFAULTS[named][cfg.model if cfg.model in MODELS else "linear"])
         if cfg.loss == "svm":
-            defaults.update(SVM_OVERRIDES.get(kind, {}).get(cfg.model, {}))
+            defaults.update(SVM_OVERRIDES.get(named, {}).get(cfg.model, {}))
         cfg = dataclasses.replace(
             cfg, **{k: defaults.get(k) for k in PER_DATASET if getattr(cfg, k) is None})
         cfg.hidden = [int(h) for h in cfg.hidden or [512]]

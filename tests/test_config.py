@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -100,3 +102,12 @@ def test_help_lists_the_svms_own_defaults():
     line = next(line for line in config.defaults_epilog().splitlines()
                 if line.strip().startswith("cifar10 linear:"))
     assert "(--loss svm: lr=0.001, reg=0.1)" in line
+
+
+def test_the_config_and_the_checkpoint_load_no_data_code():
+    # Reading a checkpoint or making a TrainConfig needs neither numpy's readers nor the decoder.
+    script = ("import sys, lintorch.config, lintorch.checkpoint\n"
+              "print(sorted({'lintorch.data', 'lintorch.image_folder'} & set(sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
