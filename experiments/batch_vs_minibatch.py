@@ -38,8 +38,10 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from lintorch import data, report
+from lintorch import data
 from lintorch.train import TrainConfig, train_model
+
+import common
 
 EXPERIMENT = "batch_vs_minibatch"
 
@@ -52,12 +54,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/batch_vs_minibatch.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p)
+    common.add_data_flags(p)
     p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
                    "LOGDIR/batch_vs_minibatch/<dataset>-<time>/b<batch>-e<epochs>")
     p.add_argument("--quick", action="store_true", help="few images and epochs (seconds)")
     p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
-    report.add_compute_flags(p)
+    common.add_compute_flags(p)
     p.add_argument("--loss", choices=("svm", "softmax"), default="softmax", help="data loss")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
                    help="mini-batch sizes; full batch (N = --limit) is always added "
@@ -74,7 +76,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None,
                    help="learning rate of every run (default: the data set's)")
     args = p.parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     if args.batch_sizes is None:
         args.batch_sizes = [16, 128] if args.quick else [32, 256, 2048]
     if args.limit is None and args.quick:
@@ -134,7 +136,7 @@ def table(r: dict) -> str:
              f"train s: the epochs' measured time (steps + validation pass); train loss: the "
              f"final W on the N training images.")
     header = ["regime", "batch", "epochs", "steps", "train s", "train loss", "val acc", "test acc"]
-    text = report.format_table(title, header, rows, left=2)
+    text = common.format_table(title, header, rows, left=2)
     if any(k.get("capped") for k in r["equal-time"]):
         text += f"\n* capped at --max-epochs {r['max_epochs']}: less than the time budget"
     return text
@@ -143,12 +145,12 @@ def table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
-    d = report.load_prepared(args, args.limit)
+    d = common.load_prepared(args, args.limit)
     n = d.train_x.shape[0]
     sizes = sorted({b for b in args.batch_sizes if b < n}) + [n]
     name = data.short_name(args.dataset)  # a path never goes into a folder name or a title
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, name)
-    with report.torch_threads(args.threads):
+    run_dir = common.run_dir(args.logdir, EXPERIMENT, name)
+    with common.torch_threads(args.threads):
         equal_epochs = [train_one(b, args.epochs, d, args, run_dir) for b in sizes]
         slowest = max(equal_epochs, key=lambda k: k["epoch_seconds"])
         if args.time_budget is not None:

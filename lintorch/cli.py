@@ -107,17 +107,22 @@ def dataset_name(text: str) -> str:
         f"images, got {text!r} (no such folder)")
 
 
-def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """A flag for each field of ``TrainConfig`` but ``skip``, from the field's declaration: its
-    default, help, choices and bound; booleans that default to True get a --no- form."""
-    hints = typing.get_type_hints(config.TrainConfig)
+def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (),
+                       only: tuple[str, ...] | None = None, **defaults
+                       ) -> dict[str, argparse.Action]:
+    """A flag for each field of ``TrainConfig`` (``only`` those, if given) but ``skip``, from the
+    field's declaration: its default, help, choices and bound; booleans that default to True get
+    a --no- form. ``defaults``: a tool's own default for a field, where it differs (the tool adds
+    what it means to the flag's help: the actions are returned by field name)."""
+    hints, actions = typing.get_type_hints(config.TrainConfig), {}
     for f in dataclasses.fields(config.TrainConfig):
-        if f.name in skip:
+        if f.name in skip or (only is not None and f.name not in only):
             continue
         meta, kind = f.metadata, typing.get_args(hints[f.name]) or (hints[f.name],)
-        kw = {"default": f.default, "help": meta["help"]}
+        default = defaults.get(f.name, f.default)
+        kw = {"default": default, "help": meta["help"]}
         if kind[0] is bool:
-            kw["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
+            kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
         else:
             many = typing.get_origin(kind[0]) is list
             number = typing.get_args(kind[0])[0] if many else kind[0]
@@ -126,6 +131,7 @@ def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
                       choices=meta.get("choices"), metavar=meta.get("metavar"))
         if f.name == "dataset":
             kw.update(type=dataset_name, metavar=DATASET_METAVAR)
-        action = parser.add_argument(config.flag(f.name), **kw)
-        if f.default is not None and "%(default)" not in action.help:  # (3.9's --no- forms)
+        action = actions[f.name] = parser.add_argument(config.flag(f.name), **kw)
+        if default is not None and "%(default)" not in action.help:  # (3.9's --no- forms)
             action.help += " (default: %(default)s)"
+    return actions

@@ -83,3 +83,27 @@ def test_no_private_attribute_of_another_library_is_used():
             if not (isinstance(base, ast.Name) and base.id in own):
                 found.append(f"{path.name}:{node.lineno} .{node.attr}")
     assert found == []
+
+
+def test_training_runs_without_matplotlib(tmp_path):
+    # matplotlib is an extra, for the experiments' figures: a training run must not need it.
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    fake = tmp_path / "fake" / "matplotlib"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('matplotlib is not installed')\n")
+    g = np.random.default_rng(0)
+    np.savez(tmp_path / "tiny.npz", x_train=g.normal(size=(60, 4)).astype(np.float32),
+             y_train=np.arange(60) % 3, x_test=g.normal(size=(9, 4)).astype(np.float32),
+             y_test=np.arange(9) % 3)
+    path = os.pathsep.join([str(tmp_path / "fake"), str(PACKAGE.parent)])
+    r = subprocess.run([sys.executable, "-m", "lintorch.train", "--dataset",
+                        str(tmp_path / "tiny.npz"), "--epochs", "1", "--quiet", "--device", "cpu",
+                        "--logdir", str(tmp_path / "runs")], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": path})
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / "runs").glob("*/metrics.json"))

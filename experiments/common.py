@@ -1,4 +1,6 @@
-"""What the experiments share: data flags and data, text tables, run folders, torch's threads."""
+"""What the experiments share: their data and compute flags (TrainConfig's own), the data, run
+folders, torch's threads and text tables. Each experiment imports it as ``common``: a script's
+own folder is on ``sys.path`` when it runs as ``python experiments/<name>.py``."""
 
 from __future__ import annotations
 
@@ -10,9 +12,9 @@ from pathlib import Path
 
 import torch
 
-from . import data, distributed
-from .console import format_table  # noqa: F401  (the experiments' tables)
-from .files import unique_dir
+from lintorch import cli, data, distributed
+from lintorch.console import format_table  # noqa: F401  (the experiments' tables)
+from lintorch.files import unique_dir
 
 
 def run_dir(logdir: str | Path, experiment: str, name: str | None = None) -> Path:
@@ -32,26 +34,23 @@ def torch_threads(n: int):
         torch.set_num_threads(old)
 
 
-def add_data_flags(parser: argparse.ArgumentParser, dataset_help: str = "data set") -> None:
-    """--dataset, --data-root and --no-download, as every experiment on real data takes them."""
-    from . import cli
-
-    a = parser.add_argument
-    # What lintorch.train takes; the experiments name their runs and figures after
-    # data.short_name, never after a path.
-    a("--dataset", type=cli.dataset_name, default=None, metavar=cli.DATASET_METAVAR,
-      help=f"{dataset_help}: a built-in one, an .npz file or a folder of images (default: "
-           "cifar10 if found under the data root, else fashion-mnist)")
-    a("--data-root", help="folder holding the data set (default: $LINTORCH_DATA, else ./data)")
-    a("--no-download", action="store_true", help="never download missing data")
+def add_data_flags(parser: argparse.ArgumentParser, dataset_help: str = "") -> None:
+    """--dataset, --data-root and --no-download, as lintorch.train takes them, but for the
+    default data set: the experiments name their runs and figures after data.short_name."""
+    flags = cli.add_training_flags(parser, only=("dataset", "data_root", "no_download"),
+                                   dataset=None)
+    here = f"here: {dataset_help}; " if dataset_help else ""
+    flags["dataset"].help += (f" ({here}unset: cifar10 if found under the data root, else "
+                              "fashion-mnist)")
 
 
 def add_compute_flags(parser: argparse.ArgumentParser) -> None:
-    """--threads and --device, for the experiments that train."""
-    a = parser.add_argument
-    a("--threads", type=int, default=1, help="CPU threads for torch (0: torch's default, one per "
-      "core); on these small steps a second one gains little, and costs a lot when busy")
-    a("--device", choices=("auto", "cpu", "cuda"), default="auto", help="auto: cuda when available")
+    """--threads and --device (lintorch.train's), for the experiments that train."""
+    parser.add_argument(
+        "--threads", type=cli.non_negative(int), default=1,
+        help="CPU threads for torch (0: torch's default, one per core); on these small steps a "
+             "second one gains little, and costs a lot when busy (default: %(default)s)")
+    cli.add_training_flags(parser, only=("device",))
 
 
 def chosen_dataset(args: argparse.Namespace) -> str:
