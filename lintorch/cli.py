@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import signal
 import sys
-import typing
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,8 +51,9 @@ def run_main(work: Callable[[], int | None], also: tuple[type[Exception], ...] =
 # argparse
 
 
-def _parsed_number(kind, accept, wanted: str):
-    """An argparse type: ``kind(text)``, refused with a one-line reason unless ``accept``ed."""
+def _parsed_number(kind, bound: str):
+    """An argparse type: ``kind(text)``, refused with a one-line reason unless it is within
+    ``bound``, by the rule of every bounded number (``config.out_of_bounds``)."""
     noun = "an integer" if kind is int else "a number"
 
     def parse(text: str):
@@ -62,22 +61,20 @@ def _parsed_number(kind, accept, wanted: str):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not (math.isfinite(value) and accept(value)):
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        if problem := config.out_of_bounds(value, bound, kind):
+            raise argparse.ArgumentTypeError(f"must be {problem}, got {text}")
         return value
     return parse
 
 
 def positive(kind):
     """argparse type for finite numbers > 0: ``positive(int)``, ``positive(float)``."""
-    return _parsed_number(kind, lambda v: v > 0,
-                          "a positive integer" if kind is int else "a finite number > 0")
+    return _parsed_number(kind, "positive")
 
 
 def non_negative(kind):
     """argparse type for finite numbers >= 0."""
-    return _parsed_number(kind, lambda v: v >= 0,
-                          "an integer >= 0" if kind is int else "a finite number >= 0")
+    return _parsed_number(kind, "non_negative")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -114,21 +111,20 @@ def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
     field's declaration: its default, help, choices and bound; booleans that default to True get
     a --no- form. ``defaults``: a tool's own default for a field, where it differs (the tool adds
     what it means to the flag's help: the actions are returned by field name)."""
-    hints, actions = typing.get_type_hints(config.TrainConfig), {}
+    actions = {}
     for f in dataclasses.fields(config.TrainConfig):
         if f.name in skip or (only is not None and f.name not in only):
             continue
-        meta, kind = f.metadata, typing.get_args(hints[f.name]) or (hints[f.name],)
+        meta, (kind, many) = f.metadata, config.value_type(f.name)
         default = defaults.get(f.name, f.default)
         kw = {"default": default, "help": meta["help"]}
-        if kind[0] is bool:
+        if kind is bool:
             kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
         else:
-            many = typing.get_origin(kind[0]) is list
-            number = typing.get_args(kind[0])[0] if many else kind[0]
-            bound = {"positive": positive, "non_negative": non_negative}.get(meta.get("bound"))
-            kw.update(type=bound(number) if bound else number, nargs="+" if many else None,
-                      choices=meta.get("choices"), metavar=meta.get("metavar"))
+            bound = meta.get("bound")
+            kw.update(type=_parsed_number(kind, bound) if bound else kind,
+                      nargs="+" if many else None, choices=meta.get("choices"),
+                      metavar=meta.get("metavar"))
         if f.name == "dataset":
             kw.update(type=dataset_name, metavar=DATASET_METAVAR)
         action = actions[f.name] = parser.add_argument(config.flag(f.name), **kw)
