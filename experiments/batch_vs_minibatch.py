@@ -38,7 +38,7 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from lintorch import data
+from lintorch import cli, data
 from lintorch.train import TrainConfig, train_model
 
 import common
@@ -55,25 +55,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python experiments/batch_vs_minibatch.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_data_flags(p)
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/batch_vs_minibatch/<dataset>-<time>/b<batch>-e<epochs>")
+    common.add_run_flags(p, "batch_vs_minibatch/<dataset>-<time>/b<batch>-e<epochs>", "limit",
+                         "loss")
     p.add_argument("--quick", action="store_true", help="few images and epochs (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
     common.add_compute_flags(p)
-    p.add_argument("--loss", choices=("svm", "softmax"), default="softmax", help="data loss")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+    count = cli.positive(int)
+    p.add_argument("--batch-sizes", type=count, nargs="+", default=None,
                    help="mini-batch sizes; full batch (N = --limit) is always added "
                         "(default 32 256 2048, --quick 16 128)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="training images N (default: all, --quick 1000)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=count, default=None,
                    help="epochs of the equal-epochs runs (default 10, --quick 2)")
-    p.add_argument("--time-budget", type=float, default=None,
+    p.add_argument("--time-budget", type=cli.positive(float), default=None,
                    help="seconds of training each equal-time run gets (default: what the "
                         "slowest batch size took at equal epochs)")
-    p.add_argument("--max-epochs", type=int, default=None,
+    p.add_argument("--max-epochs", type=count, default=None,
                    help="cap on the epochs of an equal-time run (default 500, --quick 10)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=cli.positive(float), default=None,
                    help="learning rate of every run (default: the data set's)")
     args = p.parse_args(argv)
     args.dataset = common.chosen_dataset(args)
@@ -85,9 +82,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.epochs = 2 if args.quick else 10
     if args.max_epochs is None:
         args.max_epochs = 10 if args.quick else 500
-    positive = [*args.batch_sizes, args.epochs, args.max_epochs]
-    if min(positive) < 1 or (args.limit is not None and args.limit < 1):
-        p.error("--batch-sizes, --limit, --epochs and --max-epochs must be positive")
     return args
 
 

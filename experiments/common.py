@@ -44,6 +44,20 @@ def add_data_flags(parser: argparse.ArgumentParser, dataset_help: str = "") -> N
                               "fashion-mnist)")
 
 
+def add_run_flags(parser: argparse.ArgumentParser, runs: str | None, *more: str,
+                  **defaults) -> dict[str, argparse.Action]:
+    """--seed, --logdir (unless ``runs`` is None; ``runs``: where this experiment's runs go in
+    LOGDIR) and the fields ``more`` (such as "limit", "loss"), as lintorch.train takes them;
+    ``defaults``: the experiment's own. The flags' actions, by field, for notes of its own."""
+    flags = cli.add_training_flags(parser, only=("seed", *more, *(("logdir",) if runs else ())),
+                                   **defaults)
+    if runs:
+        flags["logdir"].help += f"; the runs go to LOGDIR/{runs}"
+    if "limit" in flags and "limit" not in defaults:
+        flags["limit"].help += "; --quick: 1000"
+    return flags
+
+
 def add_compute_flags(parser: argparse.ArgumentParser) -> None:
     """--threads and --device (lintorch.train's), for the experiments that train."""
     parser.add_argument(

@@ -63,10 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="unused: the data are 2-D toy points (taken so that every experiment "
                         "takes the same flags)")
     p.add_argument("--data-root", default=None, help="unused, as --dataset")
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/geometric_2d/<time>/<model>-<loss>")
+    common.add_run_flags(p, "geometric_2d/<time>/<model>-<loss>")
     p.add_argument("--quick", action="store_true", help="fewer points and epochs (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (toy data, init, batches)")
     p.add_argument("--figures", action="store_true",
                    help="also write the PNGs to --figures-dir (always done without --quick)")
     p.add_argument("--figures-dir", default=str(FIGURES), help="folder for --figures")

@@ -27,7 +27,7 @@ import time
 
 import torch
 
-from lintorch import data
+from lintorch import cli, data
 from lintorch.losses import cross_entropy, l2_penalty
 from lintorch.models import LinearClassifier
 from lintorch.train import evaluate
@@ -44,13 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_data_flags(p)
     p.add_argument("--quick", action="store_true", help="few images and iterations (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (the validation split)")
-    p.add_argument("--preprocess", choices=data.PREPROCESS, default="standardize",
-                   help="how the pixels are prepared, as lintorch.train's --preprocess")
+    common.add_run_flags(p, None, "preprocess")
     common.add_compute_flags(p)
-    p.add_argument("--lambdas", type=float, nargs="+", default=None,
+    p.add_argument("--lambdas", type=cli.non_negative(float), nargs="+", default=None,
                    help=f"regularization strengths (default {' '.join(map(str, LAMBDAS))})")
-    p.add_argument("--iterations", type=int, default=None,
+    p.add_argument("--iterations", type=cli.positive(int), default=None,
                    help="most L-BFGS iterations per lambda (default 500, --quick 20)")
     args = p.parse_args(argv)
     args.dataset = common.chosen_dataset(args)

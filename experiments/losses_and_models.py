@@ -30,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from lintorch import board, data
+from lintorch import board, cli, data
 from lintorch.train import TrainConfig, train_model
 
 import common
@@ -50,16 +50,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python experiments/losses_and_models.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_data_flags(p)
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/losses_and_models/<dataset>-<time>/<model>-<loss>")
+    common.add_run_flags(p, "losses_and_models/<dataset>-<time>/<model>-<loss>", "limit")
     p.add_argument("--quick", action="store_true",
                    help="few images, one epoch, tiny MLPs (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
     common.add_compute_flags(p)
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=cli.positive(int), default=None,
                    help="epochs of every model (default 10, --quick 1)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="training images (default: all, --quick 1000)")
     p.add_argument("--figures", action="store_true",
                    help="also write the template PNGs to --figures-dir (always done without "
                         "--quick)")
@@ -70,8 +66,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.epochs = 1 if args.quick else 10
     if args.limit is None and args.quick:
         args.limit = 1000
-    if args.epochs < 1 or (args.limit is not None and args.limit < 1):
-        p.error("--epochs and --limit must be positive")
     return args
 
 

@@ -39,7 +39,7 @@ import sys
 import time
 from pathlib import Path
 
-from lintorch import data
+from lintorch import cli, data
 from lintorch.train import TrainConfig, train_model
 
 import common
@@ -58,18 +58,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python experiments/lr_decay.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_data_flags(p)
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/lr_decay/<dataset>-<time>/<schedule>")
+    common.add_run_flags(p, "lr_decay/<dataset>-<time>/<schedule>", "limit", "loss")
     p.add_argument("--quick", action="store_true", help="few images and epochs (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
     common.add_compute_flags(p)
-    p.add_argument("--loss", choices=("svm", "softmax"), default="softmax", help="data loss")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=cli.positive(float), default=None,
                    help="initial rate of every schedule (default: 5x the data set's rate)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default 20, --quick 4)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="training images (default: all, --quick 1000)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--epochs", type=cli.positive(int), default=None,
+                   help="epochs (default 20, --quick 4)")
+    p.add_argument("--batch-size", type=cli.positive(int), default=None,
                    help="mini-batch size (default: the data set's)")
     p.add_argument("--last", type=int, default=None,
                    help="epochs at the end over which the fluctuation is measured "
@@ -84,10 +80,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.last = 2 if args.quick else 5
     if args.epochs < 2 or not 2 <= args.last <= args.epochs:
         p.error("need --epochs >= --last >= 2")
-    if args.limit is not None and args.limit < 1:
-        p.error("--limit must be positive")
-    if args.lr is not None and not args.lr > 0:
-        p.error("--lr must be positive")
     return args
 
 

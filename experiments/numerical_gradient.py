@@ -62,11 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python experiments/numerical_gradient.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_data_flags(p, "data set of the mini-batch")
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the run goes to "
-                   "LOGDIR/numerical_gradient/<dataset>-<time>")
+    common.add_run_flags(p, "numerical_gradient/<dataset>-<time>")
     p.add_argument("--quick", action="store_true",
                    help="fewer checked coordinates, less training, no full gradient (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (init, coordinates)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images in the mini-batch (default 64, --quick 16)")
     p.add_argument("--num-checks", type=int, default=None,

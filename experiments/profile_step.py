@@ -26,7 +26,7 @@ import tempfile
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from lintorch import data
+from lintorch import cli, data
 from lintorch.train import TrainConfig, fit
 
 import common
@@ -41,14 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     common.add_data_flags(p)
     common.add_compute_flags(p)
     p.set_defaults(threads=0)  # torch's own choice, as in the benchmark
-    p.add_argument("--loss", choices=("softmax", "svm"), default="softmax")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--limit", type=int, default=25_600,
-                   help="training images per epoch (25,600: 100 steps of 256)")
-    p.add_argument("--rows", type=int, default=25, help="operators shown in the table")
-    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
-                   help="on a GPU, steps replayed from a CUDA graph as fit does by default; "
-                        "--no-cuda-graphs shows what each eager step launches")
+    flags = cli.add_training_flags(p, only=("loss", "limit", "cuda_graphs"), limit=25_600)
+    flags["limit"].help += " (here 25,600: 100 steps of 256)"
+    flags["cuda_graphs"].help += "; --no-cuda-graphs shows what each eager step launches"
+    p.add_argument("--batch-size", type=cli.positive(int), default=256, help="mini-batch size")
+    p.add_argument("--rows", type=cli.positive(int), default=25,
+                   help="operators shown in the table")
     return p.parse_args(argv)
 
 

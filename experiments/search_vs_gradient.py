@@ -51,7 +51,7 @@ import torch
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from lintorch import append_ones, board, data, search
+from lintorch import append_ones, board, cli, data, search
 from lintorch.losses import loss_fn as data_loss_fn
 from lintorch.models import LinearClassifier
 from lintorch.train import TrainConfig, evaluate, train_model
@@ -82,17 +82,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python experiments/search_vs_gradient.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_data_flags(p)
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/search_vs_gradient/<dataset>-<time>/<method>")
+    flags = common.add_run_flags(p, "search_vs_gradient/<dataset>-<time>/<method>", "loss",
+                                 loss="svm")
+    flags["loss"].help += "; every method minimises it (the notes' anchors use svm)"
     p.add_argument("--quick", action="store_true",
                    help="a tiny budget on a few images (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (split, searches, SGD)")
     common.add_compute_flags(p)
-    p.add_argument("--loss", choices=("svm", "softmax"), default="svm",
-                   help="data loss every method minimises (the notes' anchors use svm)")
-    p.add_argument("--budget", type=int, default=None,
+    p.add_argument("--budget", type=cli.positive(int), default=None,
                    help="loss evaluations per method (default 1000, --quick 60)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=cli.positive(int), default=None,
                    help="images per loss evaluation (default 256, --quick 32)")
     args = p.parse_args(argv)
     args.dataset = common.chosen_dataset(args)
@@ -100,8 +98,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.budget = 60 if args.quick else 1000
     if args.batch_size is None:
         args.batch_size = 32 if args.quick else 256
-    if args.budget < 1 or args.batch_size < 1:
-        p.error("--budget and --batch-size must be positive")
     return args
 
 

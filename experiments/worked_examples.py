@@ -47,10 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python experiments/worked_examples.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     common.add_data_flags(p, "real data for the initial-loss questions")
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the run goes to "
-                   "LOGDIR/worked_examples/<dataset>-<time>")
+    common.add_run_flags(p, "worked_examples/<dataset>-<time>")
     p.add_argument("--quick", action="store_true", help="fewer images and draws (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (draws, model init)")
     args = p.parse_args(argv)
     args.dataset = common.chosen_dataset(args)
     return args
