@@ -58,11 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/geometric_2d.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", type=cli.dataset_name, default=None,
-                   metavar=cli.DATASET_METAVAR,
-                   help="unused: the data are 2-D toy points (taken so that every experiment "
-                        "takes the same flags)")
-    p.add_argument("--data-root", default=None, help="unused, as --dataset")
+    flags = cli.add_training_flags(p, only=("dataset", "data_root"), dataset=None)
+    for flag in flags.values():  # taken so that every experiment takes the same flags
+        flag.help = "unused here: the data are 2-D toy points"
     common.add_run_flags(p, "geometric_2d/<time>/<model>-<loss>")
     p.add_argument("--quick", action="store_true", help="fewer points and epochs (seconds)")
     p.add_argument("--figures", action="store_true",
