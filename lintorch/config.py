@@ -5,7 +5,8 @@ A field carries its default, its help text and its role: "recipe" (it changes wh
 so TensorBoard's HPARAMS tab shows it and a resumed run keeps it), "io" (where the run reads and
 writes) or "run" (how fast or how loudly it runs); ``free_on_resume`` marks what a resumed run may
 change. The command-line flags (``lintorch/cli.py``), the HPARAMS recipe, the resume rule and the
-checks of a config, given or saved in a checkpoint, are all derived from the fields.
+checks of a config, given or saved in a checkpoint, are all derived from the fields; a bound is
+checked by ``out_of_bounds``, wherever lintorch takes a number.
 """
 
 from __future__ import annotations
