@@ -36,9 +36,11 @@ from pathlib import Path
 import torch
 
 import lintorch
-from lintorch import data, report
+from lintorch import data
 from lintorch.losses import CLASSIFIERS, LOSSES
 from lintorch.train import TrainConfig, build_model, train_model
+
+import common
 
 EXPERIMENT = "numerical_gradient"
 H_LECTURE = 1e-4  # the lecture's step, in the walk-through
@@ -63,12 +65,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/numerical_gradient.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p, "data set of the mini-batch")
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the run goes to "
-                   "LOGDIR/numerical_gradient/<dataset>-<time>")
+    common.add_data_flags(p, "data set of the mini-batch")
+    common.add_run_flags(p, "numerical_gradient/<dataset>-<time>")
     p.add_argument("--quick", action="store_true",
                    help="fewer checked coordinates, less training, no full gradient (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (init, coordinates)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images in the mini-batch (default 64, --quick 16)")
     p.add_argument("--num-checks", type=int, default=None,
@@ -77,7 +77,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--dims", type=int, default=5,
                    help="weights shown in the walk-through (on the pixels of largest variance)")
     args = p.parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     if args.num_checks is None:
         args.num_checks = 4 if args.quick else 100
     if args.batch_size is None:
@@ -383,7 +383,7 @@ def tables(r: dict) -> list[str]:
              f"{k['loss_plus_h']:.10f}",
              f"{k['grad']:+.6f}", f"{k['central']:+.6f}", f"{k['analytic']:+.6f}"]
             for k, at in zip(w["rows"], where)]
-    out.append(report.format_table(
+    out.append(common.format_table(
         f"Walk-through: linear classifier, softmax loss, {r['batch']} {r['data']} images "
         f"(float64), h = {H_LECTURE:g}; W[0,j]: the weight of class 0 ({w['class']}) on pixel "
         f"j, for the {len(rows)} pixels of largest variance over the training images",
@@ -399,7 +399,7 @@ def tables(r: dict) -> list[str]:
                      f"{k['forward_max']:.1e}", f"{k['central_max']:.1e}",
                      f"{k['central_median']:.1e}", k["above_1e-7"], k["rounding"], k["kinks"],
                      lib, k["verdict"]])
-    out.append(report.format_table(
+    out.append(common.format_table(
         f"Gradient check, h = {H:g}: relative error |a - n| / (|a| + |n|) of analytic a and "
         f"numerical n, {r['batch']} {r['data']} images",
         ["setting", "dtype", "coords", "|a| median", "forward max", "centred max",
@@ -412,7 +412,7 @@ def tables(r: dict) -> list[str]:
     rows += [["probably wrong", "largest error >= 1e-02"],
              ["rounding floor", "every error >= 1e-7 is under 10 eps |L| / (h |a|)"],
              ["kink crossed", "... or sits where +-h turns a hinge margin on or off"]]
-    out.append(report.format_table(
+    out.append(common.format_table(
         "Verdicts: the usual rule of thumb (float64), applied to the errors that neither "
         "rounding nor a kink explains", ["verdict", "when"], rows, left=2))
 
@@ -420,7 +420,7 @@ def tables(r: dict) -> list[str]:
     cases = [name for name in st if name != "h"]
     rows = [[f"{h:.0e}", *(f"{st[c][m][i]:.1e}" for c in cases for m in ("forward", "central"))]
             for i, h in enumerate(st["h"])]
-    out.append(report.format_table(
+    out.append(common.format_table(
         "Step size h: largest relative error (truncation shrinks with h, rounding grows as "
         "1/h)", ["h", *(f"{c.replace(' softmax', '')} {m}" for c in cases
                 for m in ("forward", "centred"))],
@@ -433,7 +433,7 @@ def tables(r: dict) -> list[str]:
                  f"{2 * f['params']} losses"],
                 ["analytic (one backward pass)", f"{1000 * f['analytic_s']:.2f} ms", "1 loss"],
                 ["max relative error between them", f"{f['max_rel_error']:.1e}", ""]]
-        out.append(report.format_table(
+        out.append(common.format_table(
             f"Numerical vs analytic gradient: all {f['params']} parameters of the trained "
             "linear classifier (softmax, float64)", ["", "time", "work"], rows))
     return out
@@ -479,13 +479,13 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     d, source = load_data(args)
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, data.short_name(args.dataset))
+    run_dir = common.run_dir(args.logdir, EXPERIMENT, data.short_name(args.dataset))
     nets = models(args, d, run_dir)
     x = d.train_x[:args.batch_size].double().flatten(1)
     y = d.train_y[:args.batch_size]
     # Thousands of tiny losses: handing each to a second thread costs more than it saves
     # (and on a busy machine, far more).
-    with report.torch_threads(1):
+    with common.torch_threads(1):
         r = {"data": source, "batch": x.shape[0],
              "train_accuracy": {m: nets[m]["train_accuracy"] for m in nets},
              "walk_through": {**walk_through(nets["linear"]["trained"], x, y,

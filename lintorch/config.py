@@ -5,18 +5,20 @@ A field carries its default, its help text and its role: "recipe" (it changes wh
 so TensorBoard's HPARAMS tab shows it and a resumed run keeps it), "io" (where the run reads and
 writes) or "run" (how fast or how loudly it runs); ``free_on_resume`` marks what a resumed run may
 change. The command-line flags (``lintorch/cli.py``), the HPARAMS recipe, the resume rule and the
-checks of a config, given or saved in a checkpoint, are all derived from the fields.
+checks of a config, given or saved in a checkpoint, are all derived from the fields; a bound is
+checked by ``out_of_bounds``, wherever lintorch takes a number.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import typing
 from dataclasses import dataclass, field
 
-from . import data
+from . import rawdata
 from .losses import CLASSIFIERS, PENALTIES
 
 MODELS = ("linear", "mlp")
@@ -84,7 +86,7 @@ class TrainConfig:
     """Every setting of a run; the CLI's flags map to these fields one to one.
 
     Fields left at None take the data set's default (``DATASET_DEFAULTS``). ``dataset`` is one
-    of ``data.DATASETS``, the path of an .npz file of your own features, or the path of a folder
+    of ``rawdata.DATASETS``, the path of an .npz file of your own features, or the path of a folder
     of images (``train/<class>/<image>``, ``test/<class>/<image>``).
     """
 
@@ -130,7 +132,7 @@ class TrainConfig:
         "training images when that is fewer)", "recipe", bound="non_negative")
     preprocess: str = setting(
         "standardize", "none, center (subtract the mean image), standardize (per-channel mean, "
-        "std) or pixel (each pixel's own mean, std)", "recipe", choices=data.PREPROCESS)
+        "std) or pixel (each pixel's own mean, std)", "recipe", choices=rawdata.PREPROCESS)
     augment: bool = setting(False, "random flips and padded crops, on the device", "recipe")
     logdir: str = setting("runs", "folder for the run folders", "io")
     run_name: str | None = setting(None, "run folder name (unset: the model, loss and time)", "io")
@@ -155,15 +157,16 @@ class TrainConfig:
         """A copy with the per-data-set defaults filled in and every value checked."""
         cfg = dataclasses.replace(self, **{f.name: os.fspath(getattr(self, f.name))
                                            for f in _PATHS if getattr(self, f.name) is not None})
-        kind = data.kind(cfg.dataset)
-        defaults = dict(DATASET_DEFAULTS[kind][cfg.model if cfg.model in MODELS else "linear"])
+        named = rawdata.kind(cfg.dataset)
+        defaults = dict(DATASET_DEFAULTS[named][cfg.model if cfg.model in MODELS else "linear"])
         if cfg.loss == "svm":
-            defaults.update(SVM_OVERRIDES.get(kind, {}).get(cfg.model, {}))
+            defaults.update(SVM_OVERRIDES.get(named, {}).get(cfg.model, {}))
         cfg = dataclasses.replace(
             cfg, **{k: defaults.get(k) for k in PER_DATASET if getattr(cfg, k) is None})
         cfg.hidden = [int(h) for h in cfg.hidden or [512]]
         for f in dataclasses.fields(cfg):
-            if problem := _out_of_bounds(getattr(cfg, f.name), f.metadata):
+            if problem := _out_of_bounds(getattr(cfg, f.name), f.metadata,
+                                           value_type(f.name)[0]):
                 raise ValueError(f"{f.name} must be {problem}, got {getattr(cfg, f.name)!r}")
         return cfg
 
@@ -202,21 +205,41 @@ _PATHS = [f for f in _FIELDS if f.name in ("dataset", "data_root", "logdir", "re
 RECIPE = tuple(f.name for f in _FIELDS if f.metadata["role"] == "recipe")
 NOT_RECIPE = tuple(f.name for f in _FIELDS if f.metadata["role"] != "recipe")
 FREE_ON_RESUME = tuple(f.name for f in _FIELDS if f.metadata["free_on_resume"])
+_HINTS = typing.get_type_hints(TrainConfig)
 
 
-def _out_of_bounds(value, meta) -> str | None:
-    """What ``value`` must be, in words, if it is not; None if it is (or is unset)."""
+def value_type(name: str) -> tuple[type, bool]:
+    """Field ``name``'s type of value (int, float, str or bool) and whether it holds a list of
+    them: ``list[int] | None`` is (int, True)."""
+    kind = (typing.get_args(_HINTS[name]) or (_HINTS[name],))[0]  # X | None -> X
+    many = typing.get_origin(kind) is list
+    return (typing.get_args(kind)[0] if many else kind), many
+
+
+def _out_of_bounds(value, meta, kind: type) -> str | None:
+    """What ``value`` (of a field whose numbers are ``kind``) must be, in words, if it is not;
+    None if it is (or is unset)."""
     if value is None:
         return None
     if "choices" in meta and value not in meta["choices"]:
         return f"one of {meta['choices']}"
-    bound = meta.get("bound")
     for v in value if isinstance(value, list) else [value]:
-        if bound == "positive" and not (v > 0 and math.isfinite(v)):
-            return "a positive number"
-        if bound == "non_negative" and not (v >= 0 and math.isfinite(v)):
-            return "a number >= 0"
+        if problem := out_of_bounds(v, meta.get("bound"), kind):
+            return problem
     return None
+
+
+def out_of_bounds(value: float, bound: str | None, kind: type = float) -> str | None:
+    """What a number under ``bound`` ("positive", "non_negative" or None: any) must be, in
+    words, if ``value`` is not; None if it is. The one rule of every bounded number lintorch
+    takes: a field, its flag (``cli.positive``), a grid, a search's or an update's step size."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if bound is None or (real and math.isfinite(value) and (value > 0 if bound == "positive"
+                                                            else value >= 0)):
+        return None
+    if bound == "positive":
+        return "a positive integer" if kind is int else "a finite number > 0"
+    return "an integer >= 0" if kind is int else "a finite number >= 0"
 
 
 def _same(f: dataclasses.Field, a, b) -> bool:
@@ -243,11 +266,10 @@ def wrong_kind(values: dict) -> str | None:
     """The first of ``values`` (a saved config: field -> value) whose value is not of its field's
     type, in words (``lr is 'fast', not float or None``); None when every one is. Unknown fields
     are left to ``TrainConfig.from_saved``, which ignores them."""
-    hints = typing.get_type_hints(TrainConfig)
     for name, value in values.items():
-        if name not in hints:
+        if name not in _HINTS:
             continue
-        kinds = typing.get_args(hints[name]) or (hints[name],)  # list[int] | None -> its parts
+        kinds = typing.get_args(_HINTS[name]) or (_HINTS[name],)  # list[int] | None -> its parts
         if any(_is_kind(value, kind) for kind in kinds):
             continue
         names = ["None" if kind is type(None) else kind.__name__ if isinstance(kind, type)
