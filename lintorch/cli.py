@@ -80,6 +80,17 @@ def non_negative(kind):
                           "an integer >= 0" if kind is int else "a finite number >= 0")
 
 
+def seed(text: str) -> int:
+    """argparse type of --seed: an integer in the range torch's generators take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not config.SEED_RANGE[0] <= value <= config.SEED_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be {config.seed_range()}, got {text}")
+    return value
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults shown in --help, except None (such flags say what unset means in their help),
     and the epilog's table kept as written."""
@@ -126,7 +137,8 @@ def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
         else:
             many = typing.get_origin(kind[0]) is list
             number = typing.get_args(kind[0])[0] if many else kind[0]
-            bound = {"positive": positive, "non_negative": non_negative}.get(meta.get("bound"))
+            bound = {"positive": positive, "non_negative": non_negative,
+                     "seed": lambda _: seed}.get(meta.get("bound"))
             kw.update(type=bound(number) if bound else number, nargs="+" if many else None,
                       choices=meta.get("choices"), metavar=meta.get("metavar"))
         if f.name == "dataset":
