@@ -354,10 +354,13 @@ def continue_in(rec: Record, saved: dict, path) -> Path:
         base, name = recorded.parent, recorded.name
     else:
         base, name = given.parent, (recorded or given.parent).name
+    if recorded is None:  # an older lintorch's checkpoint, away from its folder's checkpoint.pt
+        why = f"{path} names no run folder of its own, and {given.parent} holds another run"
+    else:
+        why = (f"{path} belongs to run folder {recorded}, which "
+               f"{'holds another run' if recorded.exists() else 'is gone'}")
     new = unique_dir(base, name)
-    why = ("is gone" if recorded is None or not recorded.exists() else "holds another run")
-    print(f"{path} belongs to run folder {recorded or given.parent}, which {why}; continuing "
-          f"the run in a new folder, {new}", file=sys.stderr)
+    print(f"{why}; continuing the run in a new folder, {new}", file=sys.stderr)
     rec.run_id = uuid.uuid4().hex  # a copy of the run from here on
     return new
 
