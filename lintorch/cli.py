@@ -77,6 +77,17 @@ def non_negative(kind):
     return _parsed_number(kind, "non_negative")
 
 
+def seed(text: str) -> int:
+    """argparse type of --seed: an integer in the range torch's generators take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not config.SEED_RANGE[0] <= value <= config.SEED_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be {config.seed_range()}, got {text}")
+    return value
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """The epilog's table kept as written. A training flag's help states its default itself
     (``add_training_flags``), where it has one: unset ones say what unset means."""
@@ -122,8 +133,9 @@ def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = 
             kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
         else:
             bound = meta.get("bound")
-            kw.update(type=_parsed_number(kind, bound) if bound else kind,
-                      nargs="+" if many else None, choices=meta.get("choices"),
+            number_type = seed if bound == "seed" else (
+                _parsed_number(kind, bound) if bound else kind)
+            kw.update(type=number_type, nargs="+" if many else None, choices=meta.get("choices"),
                       metavar=meta.get("metavar"))
         if f.name == "dataset":
             kw.update(type=dataset_name, metavar=DATASET_METAVAR)

@@ -36,6 +36,7 @@ from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is
     MODELS,
     ResumeConflict,
     TrainConfig,
+    allocated,
     flag,
     recipe,
 )
@@ -54,7 +55,7 @@ class TrainingDiverged(RuntimeError):
         self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
         kept = f"; the last good checkpoint is {checkpoint}" if checkpoint else ""
         super().__init__(f"loss became NaN or infinite at epoch {epoch}, step {step}: "
-                         f"try a smaller --lr{kept}")
+                         f"try a smaller --lr or --reg{kept}")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -62,7 +63,7 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, checkpoint: Path | None, exit_code: int):
         self.checkpoint, self.exit_code = checkpoint, exit_code
-        how = (f"; resume with: python -m lintorch.train --resume {checkpoint}"
+        how = (f"; resume with: python -m lintorch.train --resume {shlex.quote(str(checkpoint))}"
                if checkpoint and checkpoint.exists() else "")
         super().__init__(f"interrupted{how}")
 
@@ -206,6 +207,7 @@ class Run:
     data_load_s: float
     step: object = None     # (x, y) -> train_step's results: train_step, or its CUDA graph
     writer: object = None
+    record: checkpoint.Record | None = None  # which run, where, on what data, for how long
 
     @property
     def checkpoint(self) -> Path:
@@ -218,7 +220,7 @@ class Run:
     def save(self, epoch: int) -> None:
         if self.world.main:
             checkpoint.save(self.checkpoint, self.model, self.optimizer, epoch, self.history,
-                            self.cfg, self.device)
+                            self.cfg, self.device, self.record)
 
 
 def fit(config: TrainConfig, prepared: data.Prepared | None = None) -> dict:
@@ -243,37 +245,42 @@ def train_model(config: TrainConfig, prepared: data.Prepared | None = None
     finally:
         if run is not None and run.writer is not None:
             run.writer.close()
+        files.release_folders()
 
 
 def start(config: TrainConfig, prepared: data.Prepared | None = None) -> Run:
     """Data, model, optimizer and run folder of a new run, or of the run a checkpoint holds.
     Under torchrun: the process group joined, and after a restart the run's last checkpoint."""
-    world, device = distributed.join(config.device)
     resume = config.resume or distributed.restarted_run(config.logdir, config.run_name)
     saved = None
     if resume:
         saved = checkpoint.load(resume)
-        config = dataclasses.replace(config, resume=resume).resumed_from(saved["config"])
+        config = checkpoint.resumed_config(dataclasses.replace(config, resume=resume), saved)
     cfg = config.resolved()
+    world, device = distributed.join(cfg.device)
     d, data_load_s, loaded = open_data(cfg, world, device, prepared)
     cfg.val_size = len(d.val_y)
+    record = checkpoint.record(cfg, d, saved, in_memory=prepared is not None)
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, math.prod(d.image_shape), len(d.classes))
-    model = model.to(device, getattr(torch, cfg.dtype))
+    size = math.prod(d.image_shape), len(d.classes)
+    model = allocated(cfg, *size, device, lambda: build_model(cfg, *size).to(
+        device, getattr(torch, cfg.dtype)))
     net = model if world.size == 1 else DataParallel(model, device, world)
     optimizer = (SGD if cfg.impl == "lintorch" else torch.optim.SGD)(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     if saved:
-        checkpoint.restore(model, optimizer, saved, cfg.resume)
-        run_dir = Path(cfg.resume).parent
+        checkpoint.restore(model, optimizer, saved, cfg.resume, record.data)
+        run_dir = Path(world.from_main(
+            str(checkpoint.continue_in(record, saved, cfg.resume)) if world.main else None))
     else:
         run_dir = run_folder(world, cfg.logdir, cfg.run_name or default_run_name(cfg))
         if world.main:
             distributed.mark(run_dir)
+    checkpoint.hold(record, run_dir, world.main, saved, cfg)
     run = Run(cfg, world, device, d, model, net, optimizer, mean_loss(cfg), penalty_fn(cfg, model),
               run_dir, saved["history"] if saved else [], saved["epoch"] if saved else 0,
-              data_load_s)
+              data_load_s, record=record)
     run.step = lambda x, y: train_step(run, x, y)
     if cfg.tensorboard and world.main:
         from torch.utils.tensorboard import SummaryWriter
@@ -378,10 +385,10 @@ def finish(run: Run, elapsed_s: float) -> dict:
                    "confusion_matrix": cm.tolist(),
                    **distributed.environment(run.device, run.world),
                    "run_dir": str(run.run_dir), "data_load_s": run.data_load_s,
-                   "wall_time_s": elapsed_s})
+                   "wall_time_s": elapsed_s + (run.record.wall_time_s if run.record else 0)})
     if run.world.main:
         files.write_json(run.run_dir / "metrics.json", result)
-    if run.writer is not None:
+    if run.writer is not None and not (run.record and run.record.finished):  # logged already
         log_final(run.writer, cfg, result, run)
     if not run.quiet:
         print_summary(result)
@@ -452,12 +459,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
 
     def work() -> None:
+        nonlocal cfg
         if cfg.resume:  # a flag that differs from the checkpoint's is a usage error
             given = cli.explicit_flags(parser, args, argv)
+            saved = checkpoint.load(cfg.resume)
             try:
-                cfg.resumed_from(checkpoint.load(cfg.resume)["config"], given)
-            except ResumeConflict as e:
+                checkpoint.resumed_config(cfg, saved, given).resolved()
+            except ValueError as e:  # ResumeConflict, or --epochs that overflow the schedule
                 parser.error(str(e))
+            cfg = checkpoint.keep_unset(cfg, given)  # --resume PATH alone: the run's own
         fit(cfg)
 
     return cli.run_main(work, also=(TrainingDiverged,))
