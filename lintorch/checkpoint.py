@@ -23,13 +23,17 @@ import typing
 import uuid
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from . import data
+from . import rawdata
 from .config import PER_DATASET, ResumeConflict, TrainConfig, wrong_kind
 from .files import lock_folder, one_line, unique_dir, write_atomic
+
+if TYPE_CHECKING:  # for the annotations only: importing data loads the readers
+    from .data import Prepared
 
 # What ``save`` writes under each key
 KINDS = {"model": dict, "optimizer": dict, "epoch": int, "history": list, "rng": dict,
@@ -300,7 +304,7 @@ class Record:
                 "wall_time_s": self.wall_time_s + time.perf_counter() - self.t_start}
 
 
-def record(cfg: TrainConfig, d: data.Prepared, saved: dict | None,
+def record(cfg: TrainConfig, d: Prepared, saved: dict | None,
            in_memory: bool = False) -> Record:
     """The record of a new run on ``d``, or of the run ``saved`` holds (whether ``d`` is the data
     it trained on is for ``restore`` to say)."""
@@ -311,18 +315,18 @@ def record(cfg: TrainConfig, d: data.Prepared, saved: dict | None,
     return Record(run["run_id"], now, float(run["wall_time_s"]))
 
 
-def data_identity(cfg: TrainConfig, d: data.Prepared, in_memory: bool = False) -> dict:
+def data_identity(cfg: TrainConfig, d: Prepared, in_memory: bool = False) -> dict:
     """The data set in a form that does not depend on the working folder (the absolute path of a
     file or folder, a built-in's name and data root), with enough to recognise it cheaply: the
     examples of each split and an .npz file's size (no hash: that would read it all again)."""
-    kind, where, root, size = data.kind(cfg.dataset), cfg.dataset, None, None
+    kind, where, root, size = rawdata.kind(cfg.dataset), cfg.dataset, None, None
     if in_memory:
         where = None
     elif kind in ("npz", "folder"):
         where = str(Path(cfg.dataset).expanduser().resolve())
         size = os.path.getsize(where) if kind == "npz" else None
     elif cfg.data_root is not None or os.environ.get("LINTORCH_DATA"):
-        root = str(data.resolve_root(cfg.data_root).resolve())
+        root = str(rawdata.resolve_root(cfg.data_root).resolve())
     return {"dataset": where, "data_root": root, "bytes": size, "train": len(d.train_y),
             "val": len(d.val_y), "test": len(d.test_y)}
 
@@ -399,7 +403,7 @@ def resumed_config(config: TrainConfig, saved: dict,
     the epochs done is a ResumeConflict naming both."""
     cfg = dict(saved["config"])
     where = (saved.get("run") or {}).get("data") or {}
-    if where.get("dataset") and data.kind(cfg["dataset"]) in ("npz", "folder"):
+    if where.get("dataset") and rawdata.kind(cfg["dataset"]) in ("npz", "folder"):
         cfg["dataset"] = where["dataset"]
     if where.get("data_root") and cfg.get("data_root") is not None:
         cfg["data_root"] = where["data_root"]

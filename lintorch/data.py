@@ -34,6 +34,7 @@ from .rawdata import (  # noqa: F401  (data.DataError and the rest: the names us
     RawData,
     is_npz,
     kind,
+    resolve_root,
 )
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
@@ -47,13 +48,6 @@ _POINT_ELSEWHERE = "Point --data-root or LINTORCH_DATA at a folder that holds it
 # Where Debian's dataset-fashion-mnist puts its four .gz files: <root>/fashion-mnist. Looked in
 # only when no folder was named, so --data-root and LINTORCH_DATA always win.
 SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
-
-
-def resolve_root(root: str | os.PathLike | None = None) -> Path:
-    """The data folder: `root` if given, else $LINTORCH_DATA, else ./data."""
-    if root is None:
-        root = os.environ.get("LINTORCH_DATA") or "data"
-    return Path(root).expanduser().absolute()
 
 
 def short_name(name: str | os.PathLike) -> str:

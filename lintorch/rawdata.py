@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -36,6 +37,13 @@ class RawData:
     train_labels: torch.Tensor
     test_images: torch.Tensor
     test_labels: torch.Tensor
+
+
+def resolve_root(root: str | os.PathLike | None = None) -> Path:
+    """The data folder: `root` if given, else $LINTORCH_DATA, else ./data."""
+    if root is None:
+        root = os.environ.get("LINTORCH_DATA") or "data"
+    return Path(root).expanduser().absolute()
 
 
 def is_npz(name: str | os.PathLike) -> bool:
