@@ -307,17 +307,21 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
 
 
-def test_the_torch_impl_builds_the_mlp_with_torchs_sigmoid():
+def test_the_torch_impl_builds_the_models_with_torchs_linear_map_and_sigmoid():
     cfg = TrainConfig(dataset="fashion-mnist", model="mlp", hidden=[4])
-    assert train.build_model(cfg, 6, 3).sigmoid is lintorch.sigmoid
-    assert train.build_model(replace(cfg, impl="torch"), 6, 3).sigmoid is torch.sigmoid
+    ours, theirs = train.build_model(cfg, 6, 3), train.build_model(replace(cfg, impl="torch"), 6, 3)
+    assert ours.sigmoid is lintorch.sigmoid and ours.linear is lintorch.linear
+    assert theirs.sigmoid is torch.sigmoid and theirs.linear is torch.nn.functional.linear
+    cfg = replace(cfg, model="linear")
+    assert train.build_model(cfg, 6, 3).linear is lintorch.linear
+    assert train.build_model(replace(cfg, impl="torch"), 6, 3).linear is torch.nn.functional.linear
 
 
 @needs_fashion
-@pytest.mark.parametrize("loss,model", [("softmax", "linear"), ("svm", "linear"),
-                                        ("softmax", "mlp")])
-def test_lintorch_and_torch_impls_train_the_same_model(tmp_path, loss, model):
-    kw = dict(loss=loss, model=model, hidden=[16], dtype="float64", reg=1e-3)
+@pytest.mark.parametrize("loss,model,momentum", [("softmax", "linear", 0.0),
+                                                 ("svm", "linear", 0.9), ("softmax", "mlp", 0.9)])
+def test_lintorch_and_torch_impls_train_the_same_model(tmp_path, loss, model, momentum):
+    kw = dict(loss=loss, model=model, hidden=[16], dtype="float64", reg=1e-3, momentum=momentum)
     a = quick(tmp_path, run_name=f"l-{loss}", **kw)
     b = quick(tmp_path, run_name=f"t-{loss}", impl="torch", **kw)
     train.fit(a)

@@ -77,10 +77,10 @@ W, X, Y = torch.zeros(3), torch.zeros(4, 3), torch.zeros(4)
 
 @pytest.mark.parametrize("step", [least_squares_step, sigmoid_unit_step])
 @pytest.mark.parametrize("args,error,match", [
-    ((W, X, Y, 0.0), ValueError, "alpha must be a positive number, got 0.0"),
-    ((W, X, Y, -0.1), ValueError, "alpha must be a positive number"),
-    ((W, X, Y, float("nan")), ValueError, "alpha must be a positive number"),
-    ((W, X, Y, True), ValueError, "alpha must be a positive number"),
+    ((W, X, Y, 0.0), ValueError, "alpha must be a finite number > 0, got 0.0"),
+    ((W, X, Y, -0.1), ValueError, "alpha must be a finite number > 0"),
+    ((W, X, Y, float("nan")), ValueError, "alpha must be a finite number > 0"),
+    ((W, X, Y, True), ValueError, "alpha must be a finite number > 0"),
     ((W[:2], X, Y, 0.1), ValueError, r"expected w of shape \(D,\), X \(N, D\) and y \(N,\), "
                                      r"got w \(2,\), X \(4, 3\) and y \(4,\)"),
     ((W, X, Y[:3], 0.1), ValueError, "got w"),
