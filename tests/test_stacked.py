@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lintorch import losses, stacked
 from lintorch.models import linear
@@ -66,3 +67,18 @@ def test_stacked_penalties_give_the_penalty_functions_gradients_to_the_bit(reg_t
         W_k = W[k].detach().clone().requires_grad_()
         (lam[k] * losses.PENALTIES[reg_type](W_k)).backward()
         assert torch.equal(grad[k], W_k.grad), k
+
+
+def test_stacked_linear_scores_each_model_as_f_linear_and_keeps_the_models_selected():
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
+    b = torch.randn(4, 3, generator=g, dtype=torch.float64)
+    x = torch.randn(7, 1, 5, generator=g, dtype=torch.float64)  # flattened, as a model's input
+    model = stacked.StackedLinear(W.clone(), b.clone())
+    s = model(x)
+    assert s.shape == (7, 4, 3)
+    for k in range(4):
+        torch.testing.assert_close(s[:, k], F.linear(x.flatten(1), W[k], b[k]), rtol=1e-14, atol=0)
+    model.select(torch.tensor([3, 1]))
+    assert torch.equal(model.weight, W[[3, 1]]) and torch.equal(model.bias, b[[3, 1]])
+    assert [p.shape for p in model.parameters()] == [(2, 3, 5), (2, 3)]

@@ -142,21 +142,6 @@ def test_data_losses_equal_torch_losses_model_by_model(loss, reference):
     torch.testing.assert_close(L, expected, rtol=1e-12, atol=0)
 
 
-def test_stacked_linear_scores_each_model_as_f_linear_and_keeps_the_models_selected():
-    g = torch.Generator().manual_seed(0)
-    W = torch.randn(4, 3, 5, generator=g, dtype=torch.float64)
-    b = torch.randn(4, 3, generator=g, dtype=torch.float64)
-    x = torch.randn(7, 1, 5, generator=g, dtype=torch.float64)  # flattened, as a model's input
-    model = stacked.StackedLinear(W.clone(), b.clone())
-    s = model(x)
-    assert s.shape == (7, 4, 3)
-    for k in range(4):
-        torch.testing.assert_close(s[:, k], F.linear(x.flatten(1), W[k], b[k]), rtol=1e-14, atol=0)
-    model.select(torch.tensor([3, 1]))
-    assert torch.equal(model.weight, W[[3, 1]]) and torch.equal(model.bias, b[[3, 1]])
-    assert [p.shape for p in model.parameters()] == [(2, 3, 5), (2, 3)]
-
-
 @pytest.mark.parametrize("reg_type", ["l2", "l1"])
 def test_batched_penalties_equal_lintorch_penalties_vmapped(reg_type):
     W = torch.randn(5, 3, 7, dtype=torch.float64, requires_grad=True)
