@@ -38,8 +38,10 @@ from pathlib import Path
 
 from torch.utils.tensorboard import SummaryWriter
 
-from lintorch import data, report
+from lintorch import cli, data
 from lintorch.train import TrainConfig, train_model
+
+import common
 
 EXPERIMENT = "batch_vs_minibatch"
 
@@ -52,29 +54,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/batch_vs_minibatch.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p)
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/batch_vs_minibatch/<dataset>-<time>/b<batch>-e<epochs>")
+    common.add_data_flags(p)
+    common.add_run_flags(p, "batch_vs_minibatch/<dataset>-<time>/b<batch>-e<epochs>", "limit",
+                         "loss")
     p.add_argument("--quick", action="store_true", help="few images and epochs (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
-    report.add_compute_flags(p)
-    p.add_argument("--loss", choices=("svm", "softmax"), default="softmax", help="data loss")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=None,
+    common.add_compute_flags(p)
+    count = cli.positive(int)
+    p.add_argument("--batch-sizes", type=count, nargs="+", default=None,
                    help="mini-batch sizes; full batch (N = --limit) is always added "
                         "(default 32 256 2048, --quick 16 128)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="training images N (default: all, --quick 1000)")
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--epochs", type=count, default=None,
                    help="epochs of the equal-epochs runs (default 10, --quick 2)")
-    p.add_argument("--time-budget", type=float, default=None,
+    p.add_argument("--time-budget", type=cli.positive(float), default=None,
                    help="seconds of training each equal-time run gets (default: what the "
                         "slowest batch size took at equal epochs)")
-    p.add_argument("--max-epochs", type=int, default=None,
+    p.add_argument("--max-epochs", type=count, default=None,
                    help="cap on the epochs of an equal-time run (default 500, --quick 10)")
-    p.add_argument("--lr", type=float, default=None,
+    p.add_argument("--lr", type=cli.positive(float), default=None,
                    help="learning rate of every run (default: the data set's)")
     args = p.parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     if args.batch_sizes is None:
         args.batch_sizes = [16, 128] if args.quick else [32, 256, 2048]
     if args.limit is None and args.quick:
@@ -83,9 +82,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.epochs = 2 if args.quick else 10
     if args.max_epochs is None:
         args.max_epochs = 10 if args.quick else 500
-    positive = [*args.batch_sizes, args.epochs, args.max_epochs]
-    if min(positive) < 1 or (args.limit is not None and args.limit < 1):
-        p.error("--batch-sizes, --limit, --epochs and --max-epochs must be positive")
     return args
 
 
@@ -134,7 +130,7 @@ def table(r: dict) -> str:
              f"train s: the epochs' measured time (steps + validation pass); train loss: the "
              f"final W on the N training images.")
     header = ["regime", "batch", "epochs", "steps", "train s", "train loss", "val acc", "test acc"]
-    text = report.format_table(title, header, rows, left=2)
+    text = common.format_table(title, header, rows, left=2)
     if any(k.get("capped") for k in r["equal-time"]):
         text += f"\n* capped at --max-epochs {r['max_epochs']}: less than the time budget"
     return text
@@ -143,12 +139,12 @@ def table(r: dict) -> str:
 def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
-    d = report.load_prepared(args, args.limit)
+    d = common.load_prepared(args, args.limit)
     n = d.train_x.shape[0]
     sizes = sorted({b for b in args.batch_sizes if b < n}) + [n]
     name = data.short_name(args.dataset)  # a path never goes into a folder name or a title
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, name)
-    with report.torch_threads(args.threads):
+    run_dir = common.run_dir(args.logdir, EXPERIMENT, name)
+    with common.torch_threads(args.threads):
         equal_epochs = [train_one(b, args.epochs, d, args, run_dir) for b in sizes]
         slowest = max(equal_epochs, key=lambda k: k["epoch_seconds"])
         if args.time_budget is not None:

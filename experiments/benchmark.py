@@ -77,7 +77,7 @@ from PIL import Image
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
-from lintorch import compare, console, data, sweep
+from lintorch import cli, compare, console, data, sweep
 from lintorch.train import TrainConfig, TrainingDiverged, fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -843,13 +843,12 @@ def build_parser() -> argparse.ArgumentParser:
                     "against 1; prints PASS/MISS per goal. (--child is this script's own, for "
                     "the child processes it starts.)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--data-root", default=None,
-                        help="folder that may hold CIFAR-10 (unset: $LINTORCH_DATA, else "
-                             "./data); random pixels in its format otherwise")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                        help="auto: the CPU, then CUDA too when there is a GPU; cpu or cuda: "
-                             "that device alone (loading and scale-out are timed on the CPU)")
-    parser.add_argument("--threads", type=int, default=None,
+    flags = cli.add_training_flags(parser, only=("device", "data_root"))
+    flags["data_root"].help += "; CIFAR-10 if it holds it, else random pixels in its format"
+    flags["device"].help = ("auto: the CPU, then CUDA too when there is a GPU; cpu or cuda: "
+                            "that device alone (loading and scale-out are timed on the CPU) "
+                            "(default: %(default)s)")
+    parser.add_argument("--threads", type=cli.positive(int), default=None,
                         help="torch threads for this process (unset: torch's choice)")
     parser.add_argument("--quick", action="store_true", help="shrink every size: a smoke run")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write JSON to PATH")

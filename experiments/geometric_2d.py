@@ -30,8 +30,10 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from lintorch import board, cli, data, report
+from lintorch import board, cli, data
 from lintorch.train import TrainConfig, train_model
+
+import common
 
 EXPERIMENT = "geometric_2d"
 FIGURES = Path(__file__).resolve().parent / "figures"
@@ -56,15 +58,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/geometric_2d.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", type=cli.dataset_name, default=None,
-                   metavar=cli.DATASET_METAVAR,
-                   help="unused: the data are 2-D toy points (taken so that every experiment "
-                        "takes the same flags)")
-    p.add_argument("--data-root", default=None, help="unused, as --dataset")
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/geometric_2d/<time>/<model>-<loss>")
+    flags = cli.add_training_flags(p, only=("dataset", "data_root"), dataset=None)
+    for flag in flags.values():  # taken so that every experiment takes the same flags
+        flag.help = "unused here: the data are 2-D toy points"
+    common.add_run_flags(p, "geometric_2d/<time>/<model>-<loss>")
     p.add_argument("--quick", action="store_true", help="fewer points and epochs (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (toy data, init, batches)")
     p.add_argument("--figures", action="store_true",
                    help="also write the PNGs to --figures-dir (always done without --quick)")
     p.add_argument("--figures-dir", default=str(FIGURES), help="folder for --figures")
@@ -234,7 +232,7 @@ def tables(r: dict) -> list[str]:
     n = r["points"]
     rows = [[f"{k['model']} {k['loss']}", k["epochs"], f"{100 * k['train_accuracy']:.1f}%",
              f"{100 * k['test_accuracy']:.1f}%", f"{k['seconds']:.1f}s"] for k in r["runs"]]
-    out = [report.format_table(
+    out = [common.format_table(
         f"Geometric viewpoint: 2-D toy data, 3 classes ({n['train']} train / {n['val']} val / "
         f"{n['test']} test points), trained with train_model",
         ["model loss", "epochs", "train acc", "test acc", "time"], rows)]
@@ -243,7 +241,7 @@ def tables(r: dict) -> list[str]:
         for c, (w1, w2, b) in enumerate(k["hyperplanes"] or []):
             rows.append([f"{k['model']} {k['loss']}", CLASSES[c], f"{w1:+.3f}", f"{w2:+.3f}",
                          f"{b:+.3f}"])
-    out.append(report.format_table("Hyperplanes w_k . x + b_k = 0: one per row of W",
+    out.append(common.format_table("Hyperplanes w_k . x + b_k = 0: one per row of W",
                                    ["model loss", "class k", "w_k1", "w_k2", "b_k"], rows, left=2))
     return out
 
@@ -254,9 +252,9 @@ def main(argv: list[str] | None = None) -> dict:
     per_class = ({"train": 60, "val": 20, "test": 40} if args.quick
                  else {"train": 200, "val": 50, "test": 100})
     d = toy_data(per_class, args.seed)
-    run_dir = report.run_dir(args.logdir, EXPERIMENT)
+    run_dir = common.run_dir(args.logdir, EXPERIMENT)
     # Toy tensors: handing each tiny step to a second thread costs more than it saves.
-    with report.torch_threads(1):
+    with common.torch_threads(1):
         runs = [run_one(m, loss, d, args, run_dir) for m, loss, _ in RUNS]
     figures = []
     if args.figures or not args.quick:

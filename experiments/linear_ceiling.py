@@ -27,10 +27,12 @@ import time
 
 import torch
 
-from lintorch import data, report
+from lintorch import cli, data
 from lintorch.losses import cross_entropy, l2_penalty
 from lintorch.models import LinearClassifier
 from lintorch.train import evaluate
+
+import common
 
 EXPERIMENT = "linear_ceiling"
 LAMBDAS = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4, 3e-5, 1e-5, 0.0)
@@ -40,18 +42,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/linear_ceiling.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p)
+    common.add_data_flags(p)
     p.add_argument("--quick", action="store_true", help="few images and iterations (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (the validation split)")
-    p.add_argument("--preprocess", choices=data.PREPROCESS, default="standardize",
-                   help="how the pixels are prepared, as lintorch.train's --preprocess")
-    report.add_compute_flags(p)
-    p.add_argument("--lambdas", type=float, nargs="+", default=None,
+    common.add_run_flags(p, None, "preprocess")
+    common.add_compute_flags(p)
+    p.add_argument("--lambdas", type=cli.non_negative(float), nargs="+", default=None,
                    help=f"regularization strengths (default {' '.join(map(str, LAMBDAS))})")
-    p.add_argument("--iterations", type=int, default=None,
+    p.add_argument("--iterations", type=cli.positive(int), default=None,
                    help="most L-BFGS iterations per lambda (default 500, --quick 20)")
     args = p.parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     args.lambdas = args.lambdas or ([1e-2, 1e-3] if args.quick else list(LAMBDAS))
     args.iterations = args.iterations or (20 if args.quick else 500)
     return args
@@ -81,7 +81,7 @@ def minimize(model: LinearClassifier, x: torch.Tensor, y: torch.Tensor, lam: flo
 
 
 def run(args: argparse.Namespace) -> dict:
-    d = report.load_prepared(args, 2000 if args.quick else None, args.preprocess)
+    d = common.load_prepared(args, 2000 if args.quick else None, args.preprocess)
     x, y = d.train_x.flatten(1).double(), d.train_y
     val_x, test_x = d.val_x.double(), d.test_x.double()
     model = LinearClassifier(x.shape[1], len(d.classes)).to(x.device, torch.float64)
@@ -105,10 +105,10 @@ def run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    with report.torch_threads(args.threads):
+    with common.torch_threads(args.threads):
         result = run(args)
     pct = lambda v: f"{100 * v:.2f}%"  # noqa: E731
-    print(report.format_table(
+    print(common.format_table(
         f"{result['dataset']}: linear softmax classifier at the minimum of its objective "
         f"({result['train_images']:,} training images, --preprocess {result['preprocess']}, "
         "L-BFGS, float64)",

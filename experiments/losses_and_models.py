@@ -30,8 +30,10 @@ import sys
 import time
 from pathlib import Path
 
-from lintorch import board, data, report
+from lintorch import board, cli, data
 from lintorch.train import TrainConfig, train_model
+
+import common
 
 EXPERIMENT = "losses_and_models"
 FIGURES = Path(__file__).resolve().parent / "figures"
@@ -47,29 +49,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/losses_and_models.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p)
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/losses_and_models/<dataset>-<time>/<model>-<loss>")
+    common.add_data_flags(p)
+    common.add_run_flags(p, "losses_and_models/<dataset>-<time>/<model>-<loss>", "limit")
     p.add_argument("--quick", action="store_true",
                    help="few images, one epoch, tiny MLPs (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
-    report.add_compute_flags(p)
-    p.add_argument("--epochs", type=int, default=None,
+    common.add_compute_flags(p)
+    p.add_argument("--epochs", type=cli.positive(int), default=None,
                    help="epochs of every model (default 10, --quick 1)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="training images (default: all, --quick 1000)")
     p.add_argument("--figures", action="store_true",
                    help="also write the template PNGs to --figures-dir (always done without "
                         "--quick)")
     p.add_argument("--figures-dir", default=str(FIGURES), help="folder for --figures")
     args = p.parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     if args.epochs is None:
         args.epochs = 1 if args.quick else 10
     if args.limit is None and args.quick:
         args.limit = 1000
-    if args.epochs < 1 or (args.limit is not None and args.limit < 1):
-        p.error("--epochs and --limit must be positive")
     return args
 
 
@@ -118,16 +114,16 @@ def table(r: dict) -> str:
              f"set's defaults per model and loss.")
     header = ["model", "loss", "hidden", "parameters", "batch", "lr", "decay", "reg", "train acc",
               "val acc", "test acc", "time"]
-    return report.format_table(title, header, rows, left=3)
+    return common.format_table(title, header, rows, left=3)
 
 
 def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     args = parse_args(argv)
-    d = report.load_prepared(args, args.limit)
+    d = common.load_prepared(args, args.limit)
     dataset = data.short_name(args.dataset)  # a path never goes into a file name or a title
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, dataset)
-    with report.torch_threads(args.threads):
+    run_dir = common.run_dir(args.logdir, EXPERIMENT, dataset)
+    with common.torch_threads(args.threads):
         results = [train_one(name, loss, hidden, d, args, run_dir)
                    for name, loss, hidden in runs(args.quick)]
     figures = []

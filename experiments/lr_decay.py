@@ -39,8 +39,10 @@ import sys
 import time
 from pathlib import Path
 
-from lintorch import data, report
+from lintorch import cli, data
 from lintorch.train import TrainConfig, train_model
+
+import common
 
 EXPERIMENT = "lr_decay"
 SCHEDULES = ("none", "step", "exp", "cosine", "none lr/10")
@@ -55,25 +57,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/lr_decay.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p)
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/lr_decay/<dataset>-<time>/<schedule>")
+    common.add_data_flags(p)
+    common.add_run_flags(p, "lr_decay/<dataset>-<time>/<schedule>", "limit", "loss")
     p.add_argument("--quick", action="store_true", help="few images and epochs (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (split, init, batches)")
-    report.add_compute_flags(p)
-    p.add_argument("--loss", choices=("svm", "softmax"), default="softmax", help="data loss")
-    p.add_argument("--lr", type=float, default=None,
+    common.add_compute_flags(p)
+    p.add_argument("--lr", type=cli.positive(float), default=None,
                    help="initial rate of every schedule (default: 5x the data set's rate)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs (default 20, --quick 4)")
-    p.add_argument("--limit", type=int, default=None,
-                   help="training images (default: all, --quick 1000)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--epochs", type=cli.positive(int), default=None,
+                   help="epochs (default 20, --quick 4)")
+    p.add_argument("--batch-size", type=cli.positive(int), default=None,
                    help="mini-batch size (default: the data set's)")
     p.add_argument("--last", type=int, default=None,
                    help="epochs at the end over which the fluctuation is measured "
                         "(default 5, --quick 2)")
     args = p.parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     if args.epochs is None:
         args.epochs = 4 if args.quick else 20
     if args.limit is None and args.quick:
@@ -82,10 +80,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.last = 2 if args.quick else 5
     if args.epochs < 2 or not 2 <= args.last <= args.epochs:
         p.error("need --epochs >= --last >= 2")
-    if args.limit is not None and args.limit < 1:
-        p.error("--limit must be positive")
-    if args.lr is not None and not args.lr > 0:
-        p.error("--lr must be positive")
     return args
 
 
@@ -136,7 +130,7 @@ def table(r: dict) -> str:
              f"epochs.\nfinal lr: the rate of the last epoch; train loss: the final W on the "
              f"training images; std: over the last {r['last']} epochs, of the epoch's mean "
              f"training loss and of the validation loss after each epoch.")
-    return report.format_table(title, ["schedule", "lr", "final lr", "train loss", "std train loss",
+    return common.format_table(title, ["schedule", "lr", "final lr", "train loss", "std train loss",
                                        "std val loss", "val acc", "test acc"], rows)
 
 
@@ -146,10 +140,10 @@ def main(argv: list[str] | None = None) -> dict:
     defaults = TrainConfig(dataset=args.dataset, model="linear", loss=args.loss).resolved()
     lr = args.lr if args.lr is not None else 5 * defaults.lr
     args.batch_size = args.batch_size or defaults.batch_size
-    d = report.load_prepared(args, args.limit)
+    d = common.load_prepared(args, args.limit)
     name = data.short_name(args.dataset)  # a path never goes into a folder name or a title
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, name)
-    with report.torch_threads(args.threads):
+    run_dir = common.run_dir(args.logdir, EXPERIMENT, name)
+    with common.torch_threads(args.threads):
         runs = [train_one(s, lr, d, args, run_dir) for s in SCHEDULES]
     r = {"dataset": name, "loss": args.loss, "train_images": d.train_x.shape[0],
          "batch_size": args.batch_size, "epochs": args.epochs, "last": args.last, "runs": runs}

@@ -4,10 +4,14 @@
         --data-root /usr/share/datasets/fashion-mnist
 
 1. The lecture's walk-through: take the current W, perturb one coordinate at a time by
-   h = 0.0001, and read the gradient entry off (loss(W + h) - loss(W)) / h -- printed for the
-   first few dimensions of a linear classifier's W, beside the analytic gradient.
-2. The gradient check: analytic gradients (lintorch's hand-written backward passes, through
-   autograd) against forward and centred differences, as relative errors
+   h = 0.0001, and read the gradient entry off (loss(W + h) - loss(W)) / h -- printed for a
+   few weights of a linear classifier's W (the first class's weights on the pixels that vary
+   most over the training images; a border pixel, constant in every image, has the same
+   zero-signal gradient as any other), beside the analytic gradient.
+2. The gradient check: analytic gradients against forward and centred differences. The
+   analytic gradient is lintorch's own from end to end: the loss's hand-written dL/ds, the
+   sigmoid's, and the linear map's dL/dW = (dL/ds)^T x and dL/db = sum_i dL/ds_i
+   (``lintorch.models.LinearFunction``), chained by autograd. Relative errors
    |a - n| / (|a| + |n|), for each loss and both models, at initialisation and after one
    epoch of training, in float64 on a real mini-batch; random coordinates of each parameter
    tensor (``--num-checks``), since a full numerical gradient of the MLP takes ~800k losses.
@@ -32,9 +36,11 @@ from pathlib import Path
 import torch
 
 import lintorch
-from lintorch import data, report
+from lintorch import data
 from lintorch.losses import CLASSIFIERS, LOSSES
 from lintorch.train import TrainConfig, build_model, train_model
+
+import common
 
 EXPERIMENT = "numerical_gradient"
 H_LECTURE = 1e-4  # the lecture's step, in the walk-through
@@ -59,20 +65,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/numerical_gradient.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p, "data set of the mini-batch")
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the run goes to "
-                   "LOGDIR/numerical_gradient/<dataset>-<time>")
+    common.add_data_flags(p, "data set of the mini-batch")
+    common.add_run_flags(p, "numerical_gradient/<dataset>-<time>")
     p.add_argument("--quick", action="store_true",
                    help="fewer checked coordinates, less training, no full gradient (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (init, coordinates)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="images in the mini-batch (default 64, --quick 16)")
     p.add_argument("--num-checks", type=int, default=None,
                    help="random coordinates checked per parameter tensor (default 100, "
                         "--quick 4; smaller tensors are checked whole)")
-    p.add_argument("--dims", type=int, default=5, help="dimensions shown in the walk-through")
+    p.add_argument("--dims", type=int, default=5,
+                   help="weights shown in the walk-through (on the pixels of largest variance)")
     args = p.parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     if args.num_checks is None:
         args.num_checks = 4 if args.quick else 100
     if args.batch_size is None:
@@ -204,30 +209,36 @@ def verdict(err: float) -> str:
 # 1. The walk-through
 
 
-def walk_through(model, x, y, dims: int) -> dict:
-    """The lecture's slides, literally: loss at W, then at W + h in one coordinate at a time."""
+def signal_pixels(train_x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k pixels (flat indices) whose values vary most over the training images."""
+    return train_x.flatten(1).double().var(0).topk(k).indices
+
+
+def walk_through(model, x, y, pixels: torch.Tensor) -> dict:
+    """The lecture's slides, literally: loss at W, then at W + h in one coordinate at a time,
+    the coordinates being the first class's weights on ``pixels``."""
     W, b = model.weight.detach().clone(), model.bias.detach()
 
     def loss(W):
-        return float(lintorch.cross_entropy(x @ W.T + b, y))
+        return float(lintorch.cross_entropy(lintorch.linear(x, W, b), y))
 
     flat = W.view(-1)
     current = loss(W)
     rows = []
-    for i in range(dims):
+    for i in pixels.tolist():  # W[0, i], at flat index i
         old = flat[i].item()
         flat[i] = old + H_LECTURE
         perturbed = loss(W)
         flat[i] = old
-        rows.append({"dim": i, "w": old, "loss": current, "loss_plus_h": perturbed,
-                     "grad": (perturbed - current) / H_LECTURE})
+        rows.append({"dim": i, "pixel": i, "w": old, "loss": current,
+                     "loss_plus_h": perturbed, "grad": (perturbed - current) / H_LECTURE})
     Wr = W.clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(lintorch.cross_entropy(x @ Wr.T + b, y), Wr)
-    idx = torch.arange(dims)
-    f = lambda w: lintorch.cross_entropy(x @ w.view_as(W).T + b, y)  # noqa: E731
-    library = numeric_at(f, W.reshape(-1), idx, H_LECTURE, "forward")
-    central = numeric_at(f, W.reshape(-1), idx, H_LECTURE, "central")
-    for r, a, n, c in zip(rows, g.view(-1)[:dims].tolist(), library.tolist(), central.tolist()):
+    # lintorch's own gradient: the cross-entropy's dL/ds, then the linear map's (dL/ds)^T x
+    (g,) = torch.autograd.grad(lintorch.cross_entropy(lintorch.linear(x, Wr, b), y), Wr)
+    f = lambda w: lintorch.cross_entropy(lintorch.linear(x, w.view_as(W), b), y)  # noqa: E731
+    library = numeric_at(f, W.reshape(-1), pixels, H_LECTURE, "forward")
+    central = numeric_at(f, W.reshape(-1), pixels, H_LECTURE, "central")
+    for r, a, n, c in zip(rows, g.view(-1)[pixels].tolist(), library.tolist(), central.tolist()):
         r.update(analytic=a, library_forward=n, central=c)
     return {"rows": rows, "loss": current}
 
@@ -366,13 +377,20 @@ def full_gradient_timing(model, x, y) -> dict:
 def tables(r: dict) -> list[str]:
     out = []
     w = r["walk_through"]
-    rows = [[f"W[{k['dim']}]", f"{k['w']:+.5f}", f"{k['loss']:.10f}", f"{k['loss_plus_h']:.10f}",
+    where = [tuple(int(i) for i in torch.unravel_index(torch.tensor(k["pixel"]),
+                                                       w["image_shape"])) for k in w["rows"]]
+    rows = [[f"W[0,{k['dim']}]", str(at).replace(" ", ""), f"{k['w']:+.5f}", f"{k['loss']:.10f}",
+             f"{k['loss_plus_h']:.10f}",
              f"{k['grad']:+.6f}", f"{k['central']:+.6f}", f"{k['analytic']:+.6f}"]
-            for k in w["rows"]]
-    out.append(report.format_table(
+            for k, at in zip(w["rows"], where)]
+    out.append(common.format_table(
         f"Walk-through: linear classifier, softmax loss, {r['batch']} {r['data']} images "
-        f"(float64), h = {H_LECTURE:g}",
-        ["dim", "W", "loss", "loss(W + h)", "(diff) / h", "centred", "analytic"], rows))
+        f"(float64), h = {H_LECTURE:g}; W[0,j]: the weight of class 0 ({w['class']}) on pixel "
+        f"j, for the {len(rows)} pixels of largest variance over the training images",
+        ["weight", "pixel (c,row,col)", "W", "loss", "loss(W + h)", "(diff) / h", "centred",
+         "analytic"], rows)
+        + "\nanalytic: lintorch's own gradient, the cross-entropy's dL/ds and the linear "
+          "map's dL/dW = (dL/ds)^T x, both written by hand")
 
     rows = []
     for k in r["checks"]:
@@ -381,7 +399,7 @@ def tables(r: dict) -> list[str]:
                      f"{k['forward_max']:.1e}", f"{k['central_max']:.1e}",
                      f"{k['central_median']:.1e}", k["above_1e-7"], k["rounding"], k["kinks"],
                      lib, k["verdict"]])
-    out.append(report.format_table(
+    out.append(common.format_table(
         f"Gradient check, h = {H:g}: relative error |a - n| / (|a| + |n|) of analytic a and "
         f"numerical n, {r['batch']} {r['data']} images",
         ["setting", "dtype", "coords", "|a| median", "forward max", "centred max",
@@ -394,7 +412,7 @@ def tables(r: dict) -> list[str]:
     rows += [["probably wrong", "largest error >= 1e-02"],
              ["rounding floor", "every error >= 1e-7 is under 10 eps |L| / (h |a|)"],
              ["kink crossed", "... or sits where +-h turns a hinge margin on or off"]]
-    out.append(report.format_table(
+    out.append(common.format_table(
         "Verdicts: the usual rule of thumb (float64), applied to the errors that neither "
         "rounding nor a kink explains", ["verdict", "when"], rows, left=2))
 
@@ -402,7 +420,7 @@ def tables(r: dict) -> list[str]:
     cases = [name for name in st if name != "h"]
     rows = [[f"{h:.0e}", *(f"{st[c][m][i]:.1e}" for c in cases for m in ("forward", "central"))]
             for i, h in enumerate(st["h"])]
-    out.append(report.format_table(
+    out.append(common.format_table(
         "Step size h: largest relative error (truncation shrinks with h, rounding grows as "
         "1/h)", ["h", *(f"{c.replace(' softmax', '')} {m}" for c in cases
                 for m in ("forward", "centred"))],
@@ -415,7 +433,7 @@ def tables(r: dict) -> list[str]:
                  f"{2 * f['params']} losses"],
                 ["analytic (one backward pass)", f"{1000 * f['analytic_s']:.2f} ms", "1 loss"],
                 ["max relative error between them", f"{f['max_rel_error']:.1e}", ""]]
-        out.append(report.format_table(
+        out.append(common.format_table(
             f"Numerical vs analytic gradient: all {f['params']} parameters of the trained "
             "linear classifier (softmax, float64)", ["", "time", "work"], rows))
     return out
@@ -427,6 +445,8 @@ Notes
   >= 1e-7: how many of them err by 1e-7 or more, and of those, how many no more than
   rounding explains (10 eps |L| / (h |a|), see below) and how many straddle a hinge's kink.
   grad_check: lintorch.grad_check per parameter tensor, its own random coordinates.
+- analytic: lintorch's own gradients from end to end (each loss's dL/ds, the sigmoid's, the
+  linear map's dL/dW = (dL/ds)^T x and dL/db = sum_i dL/ds_i), chained by autograd.
 - The walk-through is the lecture's forward difference with its h = 1e-4; the check uses
   h = 1e-5. Forward differences err by O(h), centred ones by O(h^2): hence centred for checks.
   The SVM loss is piecewise linear in W, so away from kinks even forward differences are exact.
@@ -459,16 +479,18 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     torch.manual_seed(args.seed)
     d, source = load_data(args)
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, data.short_name(args.dataset))
+    run_dir = common.run_dir(args.logdir, EXPERIMENT, data.short_name(args.dataset))
     nets = models(args, d, run_dir)
     x = d.train_x[:args.batch_size].double().flatten(1)
     y = d.train_y[:args.batch_size]
     # Thousands of tiny losses: handing each to a second thread costs more than it saves
     # (and on a busy machine, far more).
-    with report.torch_threads(1):
+    with common.torch_threads(1):
         r = {"data": source, "batch": x.shape[0],
              "train_accuracy": {m: nets[m]["train_accuracy"] for m in nets},
-             "walk_through": walk_through(nets["linear"]["trained"], x, y, args.dims),
+             "walk_through": {**walk_through(nets["linear"]["trained"], x, y,
+                                             signal_pixels(d.train_x, args.dims)),
+                              "class": d.classes[0], "image_shape": list(d.image_shape)},
              "checks": gradient_checks(args, nets, x, y),
              "steps": step_sweep(args, nets, x, y)}
         if not args.quick:

@@ -43,8 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lintorch import console, data
-from lintorch.cli import DATASET_METAVAR, dataset_name, positive
+from lintorch import cli, console, data
 from lintorch.distributed import pick_device
 from lintorch.train import TrainConfig, fit
 
@@ -324,16 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="lintorch's default runs beside scikit-learn and plain torch loops: test "
                     "accuracy and wall time, one process, one machine.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dataset", type=dataset_name, default="fashion-mnist",
-                        metavar=DATASET_METAVAR, help="data set, as lintorch.train takes it")
-    parser.add_argument("--data-root", default=None,
-                        help=f"folder holding a built-in data set (default: $LINTORCH_DATA, "
-                             f"else lintorch's places; {FASHION_SYSTEM_ROOT} for Fashion-MNIST)")
-    parser.add_argument("--logdir", default="runs", help="lintorch's runs go to "
-                        "LOGDIR/peers/<dataset>/ (TensorBoard, metrics.json)")
+    flags = cli.add_training_flags(parser, only=("dataset", "data_root", "logdir"),
+                                   dataset="fashion-mnist")
+    flags["data_root"].help += f"; {FASHION_SYSTEM_ROOT} for Fashion-MNIST"
+    flags["logdir"].help += "; lintorch's runs go to LOGDIR/peers/<dataset>/"
     parser.add_argument("--only", nargs="+", choices=names, metavar="NAME", default=None,
                         help=f"run only these rows or groups: {', '.join(names)}")
-    parser.add_argument("--threads", type=positive(int), default=2,
+    parser.add_argument("--threads", type=cli.positive(int), default=2,
                         help="torch threads, and BLAS/OpenMP threads of scikit-learn")
     parser.add_argument("--quick", action="store_true",
                         help="2,000 training images, 1 epoch, max_iter 5: a smoke run")

@@ -26,8 +26,10 @@ import tempfile
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from lintorch import data, report
+from lintorch import cli, data
 from lintorch.train import TrainConfig, fit
+
+import common
 
 FLOOR_OPS = ("aten::index_select", "aten::mm")  # what the bare loop runs too
 
@@ -36,17 +38,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/profile_step.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p)
-    report.add_compute_flags(p)
+    common.add_data_flags(p)
+    common.add_compute_flags(p)
     p.set_defaults(threads=0)  # torch's own choice, as in the benchmark
-    p.add_argument("--loss", choices=("softmax", "svm"), default="softmax")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--limit", type=int, default=25_600,
-                   help="training images per epoch (25,600: 100 steps of 256)")
-    p.add_argument("--rows", type=int, default=25, help="operators shown in the table")
-    p.add_argument("--cuda-graphs", action=argparse.BooleanOptionalAction, default=True,
-                   help="on a GPU, steps replayed from a CUDA graph as fit does by default; "
-                        "--no-cuda-graphs shows what each eager step launches")
+    flags = cli.add_training_flags(p, only=("loss", "limit", "cuda_graphs"), limit=25_600)
+    flags["limit"].help += " (here 25,600: 100 steps of 256)"
+    flags["cuda_graphs"].help += "; --no-cuda-graphs shows what each eager step launches"
+    p.add_argument("--batch-size", type=cli.positive(int), default=256, help="mini-batch size")
+    p.add_argument("--rows", type=cli.positive(int), default=25,
+                   help="operators shown in the table")
     return p.parse_args(argv)
 
 
@@ -64,11 +64,11 @@ def profile_epoch(cfg: TrainConfig, prepared: data.Prepared) -> tuple[float, obj
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     args.seed, args.quick = 0, False
-    with report.torch_threads(args.threads), tempfile.TemporaryDirectory() as tmp:
+    with common.torch_threads(args.threads), tempfile.TemporaryDirectory() as tmp:
         try:
-            d = report.load_prepared(args, limit=args.limit)
+            d = common.load_prepared(args, limit=args.limit)
         except data.DataError as e:
             sys.exit(f"error: {e}")
         # The per-epoch validation and the final test pass see 256 images each: next to the

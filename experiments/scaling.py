@@ -9,8 +9,8 @@ Measured on this machine, in float32:
 
 - the compute of one training step of the probe at the per-device batch b: lintorch's
   ``LinearClassifier``, ``cross_entropy`` and ``l2_penalty``, ``torch.optim.SGD``;
-- one step of the sweep's stack (``lintorch.sweep.Stack``: K models scored, and each updated,
-  at once) for each number of models K a device would hold;
+- one step of the sweep's stack (``train.train_step`` on a ``stacked.StackedLinear``: K models
+  scored, and each updated, at once) for each number of models K a device would hold;
 - all-reduces between 2 Gloo processes on this machine, of a few sizes and of the probe's
   gradient (D C + C floats), fitted to the ring all-reduce's cost t = alpha + 2 (P - 1) / P *
   bytes / beta (at P = 2: alpha + bytes / beta).
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -50,8 +51,10 @@ from lintorch import (
     cross_entropy,
     l2_penalty,
     losses,
-    sweep,
+    stacked,
+    train,
 )
+from lintorch.update_rules import SGD
 
 
 @dataclasses.dataclass(frozen=True)
@@ -168,17 +171,18 @@ def probe_step(problem: Problem):
 
 
 def stack_step(problem: Problem, models: int):
-    """One step of the sweep's stack of ``models`` models on b examples, as a call to time."""
+    """One step of the sweep's stack of ``models`` models on b examples, as a call to time:
+    ``train.train_step`` on the pieces a sweep's run holds."""
     torch.manual_seed(0)
-    W = 1e-3 * torch.randn(models, problem.classes, problem.features)
-    stack = sweep.Stack(W, torch.zeros(models, problem.classes), [REG] * models,
-                        list(range(models)))
-    stack.lr.fill_(LR)
+    model = stacked.StackedLinear(1e-3 * torch.randn(models, problem.classes, problem.features),
+                                  torch.zeros(models, problem.classes))
+    run = SimpleNamespace(net=model, loss=train.mean_loss(train.TrainConfig(loss="softmax")),
+                          penalty=lambda: losses.STACKED_PENALTIES["l2"](model.weight),
+                          optimizer=SGD(model.parameters(), lr=torch.full((models,), LR)),
+                          reg=torch.full((models,), REG))
     x = torch.randn(problem.batch_size, problem.features)
     y = torch.randint(problem.classes, (problem.batch_size,))
-    per_example_loss = losses.loss_fn("softmax", "lintorch", "none")
-    penalty = losses.STACKED_PENALTIES["l2"]
-    return lambda: stack.step(x, y, per_example_loss, penalty, 0.0)
+    return lambda: train.train_step(run, x, y)
 
 
 def _allreduce_worker(rank: int, world: int, store: str, floats: list[int], repeats: int,

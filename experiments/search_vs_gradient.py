@@ -51,10 +51,12 @@ import torch
 from torch import Tensor
 from torch.utils.tensorboard import SummaryWriter
 
-from lintorch import append_ones, board, data, report, search
+from lintorch import append_ones, board, cli, data, search
 from lintorch.losses import loss_fn as data_loss_fn
 from lintorch.models import LinearClassifier
 from lintorch.train import TrainConfig, evaluate, train_model
+
+import common
 
 EXPERIMENT = "search_vs_gradient"
 METHODS = ("random search", "random local search", "genetic algorithm", "sgd")
@@ -79,32 +81,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/search_vs_gradient.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p)
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the runs go to "
-                   "LOGDIR/search_vs_gradient/<dataset>-<time>/<method>")
+    common.add_data_flags(p)
+    flags = common.add_run_flags(p, "search_vs_gradient/<dataset>-<time>/<method>", "loss",
+                                 loss="svm")
+    flags["loss"].help += "; every method minimises it (the notes' anchors use svm)"
     p.add_argument("--quick", action="store_true",
                    help="a tiny budget on a few images (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (split, searches, SGD)")
-    report.add_compute_flags(p)
-    p.add_argument("--loss", choices=("svm", "softmax"), default="svm",
-                   help="data loss every method minimises (the notes' anchors use svm)")
-    p.add_argument("--budget", type=int, default=None,
+    common.add_compute_flags(p)
+    p.add_argument("--budget", type=cli.positive(int), default=None,
                    help="loss evaluations per method (default 1000, --quick 60)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=cli.positive(int), default=None,
                    help="images per loss evaluation (default 256, --quick 32)")
     args = p.parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     if args.budget is None:
         args.budget = 60 if args.quick else 1000
     if args.batch_size is None:
         args.batch_size = 32 if args.quick else 256
-    if args.budget < 1 or args.batch_size < 1:
-        p.error("--budget and --batch-size must be positive")
     return args
 
 
 def load_data(args: argparse.Namespace) -> data.Prepared:
-    d = report.load_prepared(args, limit=2000 if args.quick else None)
+    d = common.load_prepared(args, limit=2000 if args.quick else None)
     if d.train_x.shape[0] < args.batch_size:
         raise data.DataError(f"--batch-size {args.batch_size} exceeds the "
                              f"{d.train_x.shape[0]} training images")
@@ -244,7 +242,7 @@ def table(r: dict) -> str:
              f"on all {r['train_images']} training images; time: SGD's includes fit's logging.")
     header = ["method", "evaluations", "train loss", "train acc", "val acc", "test acc",
               "notes CIFAR-10 test", "time"]
-    return report.format_table(title, header, rows)
+    return common.format_table(title, header, rows)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -252,8 +250,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     d = load_data(args)
     name = data.short_name(args.dataset)  # a path never goes into a folder name or a title
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, name)
-    with report.torch_threads(args.threads):
+    run_dir = common.run_dir(args.logdir, EXPERIMENT, name)
+    with common.torch_threads(args.threads):
         methods = [search_method(m, d, args, run_dir) for m in METHODS if m != "sgd"]
         methods.append(sgd_method(d, args, run_dir))
     r = {"dataset": name, "loss": args.loss, "budget": args.budget,

@@ -23,8 +23,10 @@ from pathlib import Path
 import torch
 
 import lintorch
-from lintorch import data, report
+from lintorch import data
 from lintorch.train import TrainConfig, build_model
+
+import common
 
 EXPERIMENT = "worked_examples"
 CLASSES = ["cat", "car", "frog"]
@@ -44,13 +46,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python experiments/worked_examples.py", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    report.add_data_flags(p, "real data for the initial-loss questions")
-    p.add_argument("--logdir", default="runs", help="TensorBoard folder; the run goes to "
-                   "LOGDIR/worked_examples/<dataset>-<time>")
+    common.add_data_flags(p, "real data for the initial-loss questions")
+    common.add_run_flags(p, "worked_examples/<dataset>-<time>")
     p.add_argument("--quick", action="store_true", help="fewer images and draws (seconds)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (draws, model init)")
     args = p.parse_args(argv)
-    args.dataset = report.chosen_dataset(args)
+    args.dataset = common.chosen_dataset(args)
     return args
 
 
@@ -205,7 +205,7 @@ def tables(r: dict) -> list[str]:
             for k, name in enumerate(CLASSES)]
     rows.append(["svm L_i", *(f"{v:.4f}" for v in svm["L_i"]), "2.9  0  12.9"])
     rows.append(["svm L = mean L_i", f"{svm['L']:.4f}", "", "", "5.27"])
-    out.append(report.format_table("SVM loss: the lecture's example (3 training images, 3 classes)",
+    out.append(common.format_table("SVM loss: the lecture's example (3 training images, 3 classes)",
                                    ["", "cat image", "car image", "frog image", "lecture"], rows))
 
     lect_exp, lect_p = ["24.5", "164.0", "0.18"], ["0.13", "0.87", "0.00"]
@@ -213,7 +213,7 @@ def tables(r: dict) -> list[str]:
              f"{sm['dL_ds'][k]:+.4f}", f"{lect_exp[k]}  {lect_p[k]}"]
             for k, name in enumerate(CLASSES)]
     rows.append(["softmax L_i = -log p_cat", "", "", f"{sm['L_i']:.4f}", "", "2.04"])
-    out.append(report.format_table(
+    out.append(common.format_table(
         "Softmax / cross-entropy: the lecture's example (the cat image)",
         ["", "score s", "exp(s)", "p", "dL_i/ds", "lecture exp, p"], rows))
 
@@ -257,7 +257,7 @@ def tables(r: dict) -> list[str]:
     where = ("" if "skipped" in init else
              f" (real data: {init['dataset']}, {init['images']} test images, "
              f"{init['seeds']} init seed{'s' * (init['seeds'] > 1)})")
-    out.append(report.format_table("The lecture's questions, measured" + where,
+    out.append(common.format_table("The lecture's questions, measured" + where,
                                    ["question", "measured", "lecture"], rows, left=3))
     return out
 
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     text = tables(r)
     print("\n\n".join(text))
-    run_dir = report.run_dir(args.logdir, EXPERIMENT, data.short_name(args.dataset))
+    run_dir = common.run_dir(args.logdir, EXPERIMENT, data.short_name(args.dataset))
     log_to_tensorboard(run_dir, r, text)
     r["run_dir"] = str(run_dir)
     r["seconds"] = time.perf_counter() - t0

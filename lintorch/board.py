@@ -245,12 +245,10 @@ def log_hparams(writer, config: dict, metrics: dict, step: int | None = None) ->
     from torch.utils.tensorboard.summary import hparams
 
     values = {str(k): float(v) for k, v in metrics.items()}
-    # _get_file_writer() rather than .file_writer: it reopens the file if the writer was closed.
-    file_writer = writer._get_file_writer()
-    for summary in hparams({str(k): _hparam_value(v) for k, v in config.items()}, values):
-        file_writer.add_summary(summary, step)
-    for k, v in values.items():
+    for k, v in values.items():  # first: an add_* call reopens a writer that was closed
         writer.add_scalar(k, v, step)
+    for summary in hparams({str(k): _hparam_value(v) for k, v in config.items()}, values):
+        writer.file_writer.add_summary(summary, step)
 
 
 def log_config_text(writer, config: dict, step: int | None = None) -> None:

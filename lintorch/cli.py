@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import signal
 import sys
-import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from . import config, data
+from . import config, rawdata
 
 
 class Terminated(KeyboardInterrupt):
@@ -45,7 +43,7 @@ def run_main(work: Callable[[], int | None], also: tuple[type[Exception], ...] =
     except KeyboardInterrupt as e:
         print(f"\n{str(e) or 'interrupted'}", file=sys.stderr)
         return exit_code(e)
-    except (data.DataError, ValueError, OSError, *also) as e:
+    except (rawdata.DataError, ValueError, OSError, *also) as e:
         print(f"error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", error_code)
 
@@ -53,8 +51,9 @@ def run_main(work: Callable[[], int | None], also: tuple[type[Exception], ...] =
 # argparse
 
 
-def _parsed_number(kind, accept, wanted: str):
-    """An argparse type: ``kind(text)``, refused with a one-line reason unless ``accept``ed."""
+def _parsed_number(kind, bound: str):
+    """An argparse type: ``kind(text)``, refused with a one-line reason unless it is within
+    ``bound``, by the rule of every bounded number (``config.out_of_bounds``)."""
     noun = "an integer" if kind is int else "a number"
 
     def parse(text: str):
@@ -62,32 +61,36 @@ def _parsed_number(kind, accept, wanted: str):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
-        if not (math.isfinite(value) and accept(value)):
-            raise argparse.ArgumentTypeError(f"must be {wanted}, got {text}")
+        if problem := config.out_of_bounds(value, bound, kind):
+            raise argparse.ArgumentTypeError(f"must be {problem}, got {text}")
         return value
     return parse
 
 
 def positive(kind):
     """argparse type for finite numbers > 0: ``positive(int)``, ``positive(float)``."""
-    return _parsed_number(kind, lambda v: v > 0,
-                          "a positive integer" if kind is int else "a finite number > 0")
+    return _parsed_number(kind, "positive")
 
 
 def non_negative(kind):
     """argparse type for finite numbers >= 0."""
-    return _parsed_number(kind, lambda v: v >= 0,
-                          "an integer >= 0" if kind is int else "a finite number >= 0")
+    return _parsed_number(kind, "non_negative")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown in --help, except None (such flags say what unset means in their help),
-    and the epilog's table kept as written."""
+def seed(text: str) -> int:
+    """argparse type of --seed: an integer in the range torch's generators take."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not config.SEED_RANGE[0] <= value <= config.SEED_RANGE[1]:
+        raise argparse.ArgumentTypeError(f"must be {config.seed_range()}, got {text}")
+    return value
 
-    def _get_help_string(self, action):
-        if action.default is None or action.default is argparse.SUPPRESS:
-            return action.help
-        return super()._get_help_string(action)
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The epilog's table kept as written. A training flag's help states its default itself
+    (``add_training_flags``), where it has one: unset ones say what unset means."""
 
 
 def explicit_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
@@ -99,36 +102,44 @@ def explicit_flags(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return {dest for dest, value in vars(probe).items() if value is not unset}
 
 
-DATASET_METAVAR = "{" + ",".join(data.DATASETS) + "} or PATH.npz or FOLDER"  # --dataset's
+DATASET_METAVAR = "{" + ",".join(rawdata.DATASETS) + "} or PATH.npz or FOLDER"  # --dataset's
 
 
 def dataset_name(text: str) -> str:
     """argparse type of --dataset: a built-in data set's name, the path of an .npz file, or an
     existing folder (of images)."""
-    if data.kind(text) != "folder" or Path(text).expanduser().is_dir():
+    if rawdata.kind(text) != "folder" or Path(text).expanduser().is_dir():
         return text
     raise argparse.ArgumentTypeError(
-        f"must be one of {', '.join(data.DATASETS)}, the path of an .npz file or of a folder of "
+        f"must be one of {', '.join(rawdata.DATASETS)}, the path of an .npz file or of a folder of "
         f"images, got {text!r} (no such folder)")
 
 
-def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
-    """A flag for each field of ``TrainConfig`` but ``skip``, from the field's declaration: its
-    default, help, choices and bound; booleans that default to True get a --no- form."""
-    hints = typing.get_type_hints(config.TrainConfig)
+def add_training_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (),
+                       only: tuple[str, ...] | None = None, **defaults
+                       ) -> dict[str, argparse.Action]:
+    """A flag for each field of ``TrainConfig`` (``only`` those, if given) but ``skip``, from the
+    field's declaration: its default, help, choices and bound; booleans that default to True get
+    a --no- form. ``defaults``: a tool's own default for a field, where it differs (the tool adds
+    what it means to the flag's help: the actions are returned by field name)."""
+    actions = {}
     for f in dataclasses.fields(config.TrainConfig):
-        if f.name in skip:
+        if f.name in skip or (only is not None and f.name not in only):
             continue
-        meta, kind = f.metadata, typing.get_args(hints[f.name]) or (hints[f.name],)
-        kw = {"default": f.default, "help": meta["help"]}
-        if kind[0] is bool:
-            kw["action"] = argparse.BooleanOptionalAction if f.default else "store_true"
+        meta, (kind, many) = f.metadata, config.value_type(f.name)
+        default = defaults.get(f.name, f.default)
+        kw = {"default": default, "help": meta["help"]}
+        if kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction if default else "store_true"
         else:
-            many = typing.get_origin(kind[0]) is list
-            number = typing.get_args(kind[0])[0] if many else kind[0]
-            bound = {"positive": positive, "non_negative": non_negative}.get(meta.get("bound"))
-            kw.update(type=bound(number) if bound else number, nargs="+" if many else None,
-                      choices=meta.get("choices"), metavar=meta.get("metavar"))
+            bound = meta.get("bound")
+            number_type = seed if bound == "seed" else (
+                _parsed_number(kind, bound) if bound else kind)
+            kw.update(type=number_type, nargs="+" if many else None, choices=meta.get("choices"),
+                      metavar=meta.get("metavar"))
         if f.name == "dataset":
             kw.update(type=dataset_name, metavar=DATASET_METAVAR)
-        parser.add_argument(config.flag(f.name), **kw)
+        action = actions[f.name] = parser.add_argument(config.flag(f.name), **kw)
+        if default is not None and "%(default)" not in action.help:  # (3.9's --no- forms)
+            action.help += " (default: %(default)s)"
+    return actions

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.autograd import gradcheck
 
-from . import config, console, data, files, losses, train
+from . import console, data, files, losses, train
 
 LOSSES = tuple(losses.LOSSES)
 # Both sides evaluate the same formula in float64, so they may differ by rounding alone: a few
@@ -247,35 +247,37 @@ def run(args: argparse.Namespace) -> dict:
                                            "(--data-root or LINTORCH_DATA)"}
         else:
             results["train"] = train_overlay(dataset, args.data_root, args.epochs, args.limit,
-                                             args.device, args.logdir)
+                                             args.device, args.logdir, args.seed)
     ok = all(r["ok"] for r in results["agreement"]) and results.get("train", {}).get("ok", True)
     results["ok"] = bool(ok)
     return results
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import cli
+
     parser = argparse.ArgumentParser(
         prog="python -m lintorch.compare",
         description="Compare lintorch's hand-written losses with torch's built-ins: values and "
                     "gradients, speed, and a training run with each. Exit code 1 when a "
                     "difference exceeds its tolerance.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    from . import cli
-
+        formatter_class=cli.HelpFormatter)
     a, count = parser.add_argument, cli.positive(int)
     a("--no-train", action="store_true", help="skip the training overlay")
     a("--no-speed", action="store_true", help="skip the timings")
-    a("--dataset", type=cli.dataset_name, metavar=cli.DATASET_METAVAR,
-      help="data set of the training overlay, as lintorch.train takes it; unset: CIFAR-10 if "
-           "found, else Fashion-MNIST")
-    a("--data-root", help="data folder; unset: $LINTORCH_DATA, else ./data")
-    a("--epochs", type=count, default=3, help="epochs of each training run")
-    a("--limit", type=count, help="train on the first N training images only")
-    a("--device", choices=config.DEVICES, default="auto",
-      help="device of the training runs; timings run on the CPU, and on CUDA unless cpu")
-    a("--logdir", default="runs", help="parent folder of the compare-<time> run folder")
-    a("--sizes", type=count, nargs="+", default=[256, 50_000], help="batch sizes N to time")
-    a("--repeats", type=count, default=7, help="alternating timing rounds per loss and size")
+    # The training overlay's settings are lintorch.train's, but for these defaults.
+    flags = cli.add_training_flags(
+        parser, only=("dataset", "epochs", "data_root", "device", "logdir", "limit", "seed"),
+        dataset=None, epochs=3)
+    flags["dataset"].help += " (unset here: cifar10 if found under the data root, else " \
+                             "fashion-mnist)"
+    flags["epochs"].help = "epochs of each training run (default: %(default)s)"
+    flags["device"].help += "; the timings run on the CPU, and on CUDA unless cpu"
+    flags["logdir"].help += "; the runs go to LOGDIR/compare-<time>/{lintorch,torch}"
+    a("--sizes", type=count, nargs="+", default=[256, 50_000],
+      help="batch sizes N to time (default: %(default)s)")
+    a("--repeats", type=count, default=7,
+      help="alternating timing rounds per loss and size (default: %(default)s)")
     a("--json", metavar="PATH", help="also write the results as JSON to PATH")
     return parser
 

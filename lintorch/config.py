@@ -5,18 +5,20 @@ A field carries its default, its help text and its role: "recipe" (it changes wh
 so TensorBoard's HPARAMS tab shows it and a resumed run keeps it), "io" (where the run reads and
 writes) or "run" (how fast or how loudly it runs); ``free_on_resume`` marks what a resumed run may
 change. The command-line flags (``lintorch/cli.py``), the HPARAMS recipe, the resume rule and the
-checks of a config, given or saved in a checkpoint, are all derived from the fields.
+checks of a config, given or saved in a checkpoint, are all derived from the fields; a bound is
+checked by ``out_of_bounds``, wherever lintorch takes a number.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import os
 import typing
 from dataclasses import dataclass, field
 
-from . import data
+from . import rawdata
 from .losses import CLASSIFIERS, PENALTIES
 
 MODELS = ("linear", "mlp")
@@ -59,6 +61,10 @@ DATASET_DEFAULTS["folder"] = DATASET_DEFAULTS["cifar10"]
 SVM_OVERRIDES = {"fashion-mnist": {"linear": dict(lr=0.01)}, "mnist": {"linear": dict(lr=0.01)},
                  "cifar10": {"linear": dict(lr=1e-3, reg=0.1)}}
 SVM_OVERRIDES["folder"] = SVM_OVERRIDES["cifar10"]
+# Epoch e's batches are drawn with the seed seed * SEED_STRIDE + e (train.epoch_generator), and
+# torch takes seeds in [-2^63, 2^64): so are the seeds of a run's first SEED_STRIDE epochs.
+SEED_STRIDE = 100_003
+SEED_RANGE = (-(2**63) // SEED_STRIDE + 1, (2**64 - 1) // SEED_STRIDE - 1)
 PER_DATASET = ("epochs", "batch_size", "lr", "lr_decay", "momentum", "reg", "hidden")
 _PER = "default: per data set, listed below"
 
@@ -84,7 +90,7 @@ class TrainConfig:
     """Every setting of a run; the CLI's flags map to these fields one to one.
 
     Fields left at None take the data set's default (``DATASET_DEFAULTS``). ``dataset`` is one
-    of ``data.DATASETS``, the path of an .npz file of your own features, or the path of a folder
+    of ``rawdata.DATASETS``, the path of an .npz file of your own features, or the path of a folder
     of images (``train/<class>/<image>``, ``test/<class>/<image>``).
     """
 
@@ -116,7 +122,7 @@ class TrainConfig:
                                 bound="non_negative")
     reg_type: str = setting("l2", "penalty R(W) on weights, not biases", "recipe",
                             choices=REG_TYPES)
-    seed: int = setting(0, "random seed (data split, init, batch order)", "recipe")
+    seed: int = setting(0, "random seed (data split, init, batch order)", "recipe", bound="seed")
     device: str = setting("auto", "auto = cuda when available", "run", free_on_resume=True,
                           choices=DEVICES)
     dtype: str = setting("float32", "floating-point type of data and model", "recipe",
@@ -130,7 +136,7 @@ class TrainConfig:
         "training images when that is fewer)", "recipe", bound="non_negative")
     preprocess: str = setting(
         "standardize", "none, center (subtract the mean image), standardize (per-channel mean, "
-        "std) or pixel (each pixel's own mean, std)", "recipe", choices=data.PREPROCESS)
+        "std) or pixel (each pixel's own mean, std)", "recipe", choices=rawdata.PREPROCESS)
     augment: bool = setting(False, "random flips and padded crops, on the device", "recipe")
     logdir: str = setting("runs", "folder for the run folders", "io")
     run_name: str | None = setting(None, "run folder name (unset: the model, loss and time)", "io")
@@ -155,16 +161,19 @@ class TrainConfig:
         """A copy with the per-data-set defaults filled in and every value checked."""
         cfg = dataclasses.replace(self, **{f.name: os.fspath(getattr(self, f.name))
                                            for f in _PATHS if getattr(self, f.name) is not None})
-        kind = data.kind(cfg.dataset)
-        defaults = dict(DATASET_DEFAULTS[kind][cfg.model if cfg.model in MODELS else "linear"])
+        named = rawdata.kind(cfg.dataset)
+        defaults = dict(DATASET_DEFAULTS[named][cfg.model if cfg.model in MODELS else "linear"])
         if cfg.loss == "svm":
-            defaults.update(SVM_OVERRIDES.get(kind, {}).get(cfg.model, {}))
+            defaults.update(SVM_OVERRIDES.get(named, {}).get(cfg.model, {}))
         cfg = dataclasses.replace(
             cfg, **{k: defaults.get(k) for k in PER_DATASET if getattr(cfg, k) is None})
         cfg.hidden = [int(h) for h in cfg.hidden or [512]]
         for f in dataclasses.fields(cfg):
-            if problem := _out_of_bounds(getattr(cfg, f.name), f.metadata):
+            if problem := _out_of_bounds(getattr(cfg, f.name), f.metadata,
+                                           value_type(f.name)[0]):
                 raise ValueError(f"{f.name} must be {problem}, got {getattr(cfg, f.name)!r}")
+        if problem := _schedule_overflows(cfg):
+            raise ValueError(problem)
         return cfg
 
     @classmethod
@@ -189,6 +198,8 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             mine, theirs = getattr(self, f.name), getattr(base, f.name)
             if f.name in given and not f.metadata["free_on_resume"] and not _same(f, mine, theirs):
+                if f in _PATHS and isinstance(mine, (str, os.PathLike)):
+                    mine = _realpath(mine)  # a relative path: where it leads from here
                 raise ResumeConflict(
                     f"{f.name} cannot change when resuming: the checkpoint's is {theirs!r}, "
                     f"{flag(f.name)} gives {mine!r}; leave {flag(f.name)} out or start a new run")
@@ -202,27 +213,77 @@ _PATHS = [f for f in _FIELDS if f.name in ("dataset", "data_root", "logdir", "re
 RECIPE = tuple(f.name for f in _FIELDS if f.metadata["role"] == "recipe")
 NOT_RECIPE = tuple(f.name for f in _FIELDS if f.metadata["role"] != "recipe")
 FREE_ON_RESUME = tuple(f.name for f in _FIELDS if f.metadata["free_on_resume"])
+_HINTS = typing.get_type_hints(TrainConfig)
 
 
-def _out_of_bounds(value, meta) -> str | None:
-    """What ``value`` must be, in words, if it is not; None if it is (or is unset)."""
+def value_type(name: str) -> tuple[type, bool]:
+    """Field ``name``'s type of value (int, float, str or bool) and whether it holds a list of
+    them: ``list[int] | None`` is (int, True)."""
+    kind = (typing.get_args(_HINTS[name]) or (_HINTS[name],))[0]  # X | None -> X
+    many = typing.get_origin(kind) is list
+    return (typing.get_args(kind)[0] if many else kind), many
+
+
+def _out_of_bounds(value, meta, kind: type) -> str | None:
+    """What ``value`` (of a field whose numbers are ``kind``) must be, in words, if it is not;
+    None if it is (or is unset)."""
     if value is None:
         return None
     if "choices" in meta and value not in meta["choices"]:
         return f"one of {meta['choices']}"
-    bound = meta.get("bound")
+    if meta.get("bound") == "seed":
+        ok = isinstance(value, int) and SEED_RANGE[0] <= value <= SEED_RANGE[1]
+        return None if ok else seed_range()
     for v in value if isinstance(value, list) else [value]:
-        if bound == "positive" and not (v > 0 and math.isfinite(v)):
-            return "a positive number"
-        if bound == "non_negative" and not (v >= 0 and math.isfinite(v)):
-            return "a number >= 0"
+        if problem := out_of_bounds(v, meta.get("bound"), kind):
+            return problem
     return None
 
 
+def out_of_bounds(value: float, bound: str | None, kind: type = float) -> str | None:
+    """What a number under ``bound`` ("positive", "non_negative" or None: any) must be, in
+    words, if ``value`` is not; None if it is. The one rule of every bounded number lintorch
+    takes: a field, its flag (``cli.positive``), a grid, a search's or an update's step size."""
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if bound is None or (real and math.isfinite(value) and (value > 0 if bound == "positive"
+                                                            else value >= 0)):
+        return None
+    if bound == "positive":
+        return "a positive integer" if kind is int else "a finite number > 0"
+    return "an integer >= 0" if kind is int else "a finite number >= 0"
+
+
+def seed_range() -> str:
+    return (f"an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]} (torch takes seeds in "
+            f"[-2^63, 2^64), and epoch e draws with seed x {SEED_STRIDE} + e)")
+
+
+def _schedule_overflows(cfg: TrainConfig) -> str | None:
+    """Why the learning rate of some epoch is not a finite number, or None: checked over the
+    whole schedule when the config is made, not at the epoch where it would overflow."""
+    if cfg.lr_decay not in ("step", "exp"):
+        return None  # none and cosine stay within [0, lr]
+    last = cfg.epochs - 1 if cfg.lr_decay == "exp" else (cfg.epochs - 1) // cfg.lr_step
+    try:  # gamma^k is monotonic in k: the last epoch's is the largest or the smallest
+        lr = cfg.lr * cfg.lr_gamma ** last
+    except OverflowError:
+        lr = math.inf
+    if math.isfinite(lr):
+        return None
+    return (f"the learning rate overflows: --lr {cfg.lr:g} x --lr-gamma {cfg.lr_gamma:g}^{last} "
+            f"(--lr-decay {cfg.lr_decay}, --epochs {cfg.epochs}) is beyond float range; give a "
+            "smaller --lr-gamma, --lr or --epochs")
+
+
+def _realpath(path) -> str:
+    return os.path.realpath(os.path.expanduser(path))
+
+
 def _same(f: dataclasses.Field, a, b) -> bool:
-    """Whether two values of field ``f`` are the same; paths are the same file or folder."""
+    """Whether two values of field ``f`` are the same; paths are the same file or folder (seen
+    from this working folder, links followed)."""
     if f in _PATHS and isinstance(a, (str, os.PathLike)) and isinstance(b, (str, os.PathLike)):
-        return os.path.abspath(os.path.expanduser(a)) == os.path.abspath(os.path.expanduser(b))
+        return _realpath(a) == _realpath(b)
     return a == b
 
 
@@ -243,11 +304,10 @@ def wrong_kind(values: dict) -> str | None:
     """The first of ``values`` (a saved config: field -> value) whose value is not of its field's
     type, in words (``lr is 'fast', not float or None``); None when every one is. Unknown fields
     are left to ``TrainConfig.from_saved``, which ignores them."""
-    hints = typing.get_type_hints(TrainConfig)
     for name, value in values.items():
-        if name not in hints:
+        if name not in _HINTS:
             continue
-        kinds = typing.get_args(hints[name]) or (hints[name],)  # list[int] | None -> its parts
+        kinds = typing.get_args(_HINTS[name]) or (_HINTS[name],)  # list[int] | None -> its parts
         if any(_is_kind(value, kind) for kind in kinds):
             continue
         names = ["None" if kind is type(None) else kind.__name__ if isinstance(kind, type)
@@ -278,3 +338,36 @@ def defaults_epilog(model: str | None = None) -> str:
                     shown += " (--loss svm: " + ", ".join(f"{k}={v}" for k, v in svm.items()) + ")"
                 lines.append(f"  {name} {m}: {shown}")
     return "\n".join(lines)
+
+
+def model_parameters(cfg: TrainConfig, in_features: int, num_classes: int) -> int:
+    """How many numbers the config's model holds: W and b of each layer."""
+    sizes = [in_features, *(cfg.hidden if cfg.model == "mlp" else []), num_classes]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def allocated(cfg: TrainConfig, in_features: int, num_classes: int, device, build):
+    """``build()`` (the config's model on ``device``), or a ValueError of one line that states
+    the model's size: refused before allocating when its weights alone exceed the device's
+    memory, or when allocating them fails."""
+    import torch
+
+    n = model_parameters(cfg, in_features, num_classes)
+    size = n * getattr(torch, cfg.dtype).itemsize
+    if device.type == "cuda":
+        memory = torch.cuda.mem_get_info(device)[1]
+    else:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    what = (f"the {cfg.model} model ({in_features} inputs, hidden {cfg.hidden}, {num_classes} "
+            f"classes)" if cfg.model == "mlp" else f"the linear model ({in_features} inputs, "
+            f"{num_classes} classes)")
+    fix = "give a smaller --hidden" if cfg.model == "mlp" else "use fewer features"
+    if size > memory:
+        raise ValueError(f"{what} has {n:,} parameters, {size / 2**30:,.1f} GiB in {cfg.dtype}, "
+                         f"more than the {memory / 2**30:,.1f} GiB of {device.type} memory; {fix}")
+    try:
+        return build()
+    except (RuntimeError, MemoryError) as e:
+        reason = " ".join(str(e).split())[:120]
+        raise ValueError(f"{what} has {n:,} parameters, {size / 2**30:,.1f} GiB in {cfg.dtype}, "
+                         f"and cannot be allocated on {device.type} ({reason}); {fix}") from None

@@ -27,13 +27,15 @@ from .files import one_line, printable
 from .image_folder import load_image_folder
 from .rawdata import (  # noqa: F401  (data.DataError and the rest: the names users know)
     DATASETS,
+    PREPROCESS,
     DataCorruptError,
     DataError,
     DataNotFoundError,
     RawData,
+    is_npz,
+    kind,
+    resolve_root,
 )
-
-PREPROCESS = ("none", "center", "standardize", "pixel")
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                    "truck"]  # fmt: skip
@@ -46,26 +48,6 @@ _POINT_ELSEWHERE = "Point --data-root or LINTORCH_DATA at a folder that holds it
 # Where Debian's dataset-fashion-mnist puts its four .gz files: <root>/fashion-mnist. Looked in
 # only when no folder was named, so --data-root and LINTORCH_DATA always win.
 SYSTEM_ROOTS = (Path("/usr/share/datasets"),)
-
-
-def resolve_root(root: str | os.PathLike | None = None) -> Path:
-    """The data folder: `root` if given, else $LINTORCH_DATA, else ./data."""
-    if root is None:
-        root = os.environ.get("LINTORCH_DATA") or "data"
-    return Path(root).expanduser().absolute()
-
-
-def is_npz(name: str | os.PathLike) -> bool:
-    """Whether `name` is the path of an .npz file (a data set of one's own), not a built-in name."""
-    return isinstance(name, (str, os.PathLike)) and os.fsdecode(name).lower().endswith(".npz")
-
-
-def kind(name: str | os.PathLike) -> str:
-    """What data set `name` names: one of DATASETS, "npz" (an .npz file) or "folder" (any other
-    path: a folder of images, see lintorch/image_folder.py)."""
-    if is_npz(name):
-        return "npz"
-    return name if name in DATASETS else "folder"
 
 
 def short_name(name: str | os.PathLike) -> str:

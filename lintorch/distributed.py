@@ -125,15 +125,33 @@ def join(device_name: str) -> tuple[World, torch.device]:
     device = pick_device(device_name)
     if not {"RANK", "WORLD_SIZE", "LOCAL_RANK"} <= set(os.environ):
         return World(), device
-    local_rank = int(os.environ["LOCAL_RANK"])
+    rank, size, local_rank = (env_int(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    for name in ("MASTER_ADDR", "MASTER_PORT") if not dist.is_initialized() else ():
+        if not os.environ.get(name):
+            raise ValueError(f"RANK, WORLD_SIZE and LOCAL_RANK are set, as torchrun sets them, "
+                             f"but {name} is not: launch with torchrun, set {name}, or unset "
+                             "RANK, WORLD_SIZE and LOCAL_RANK to run as one process")
+        env_int("MASTER_PORT")
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
-        dist.init_process_group(backend, store=_store(), rank=int(os.environ["RANK"]),
-                                world_size=int(os.environ["WORLD_SIZE"]))
+        dist.init_process_group(backend, store=_store(), rank=rank, world_size=size)
     return World(dist.get_rank(), dist.get_world_size(), local_rank, backend), device
+
+
+def env_int(name: str, default: int | None = None) -> int:
+    """The environment variable ``name`` as an integer (``default`` if unset), or a ValueError
+    of one line that names it."""
+    text = os.environ.get(name)
+    if text is None and default is not None:
+        return default
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"the environment variable {name} is {text!r}, not an integer; "
+                         "torchrun sets it: unset it, or launch with torchrun") from None
 
 
 def _store() -> dist.Store:
@@ -151,8 +169,7 @@ def _store() -> dist.Store:
     agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
                           is_master=not agent and os.environ["RANK"] == "0")
-    return dist.PrefixStore(f"lintorch/attempt-{os.environ.get('TORCHELASTIC_RESTART_COUNT', 0)}",
-                            store)
+    return dist.PrefixStore(f"lintorch/attempt-{env_int('TORCHELASTIC_RESTART_COUNT', 0)}", store)
 
 
 def exit(code: int) -> NoReturn:
@@ -178,7 +195,7 @@ def mark(run_dir: Path) -> None:
 def restarted_run(logdir: str, run_name: str | None) -> Path | None:
     """The checkpoint to continue from when torchrun has restarted the workers (after a worker
     died): the one in the run folder this torchrun invocation made."""
-    if int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) == 0:
+    if env_int("TORCHELASTIC_RESTART_COUNT", 0) == 0:
         return None
     run_id = os.environ.get("TORCHELASTIC_RUN_ID")
     folders = sorted(Path(logdir).glob(f"{run_name or ''}*/{_MARK}"),

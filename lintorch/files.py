@@ -1,8 +1,10 @@
 """File helpers every part of lintorch uses, importing nothing of lintorch: files written whole
-or not at all, strict JSON, run folders of their own, and an exception as one line."""
+or not at all, strict JSON, run folders of their own (and held by one process at a time), and an
+exception as one line."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -58,6 +60,47 @@ def unique_dir(logdir: str | os.PathLike, name: str) -> Path:
             return path
         except FileExistsError:
             k += 1
+
+
+LOCK = ".lock"  # in a run folder: held (flock) by the process that writes it
+_held: dict[str, int] = {}  # folder -> the open lock file of this process
+
+
+class FolderInUse(OSError):
+    """Another process holds the run folder (``lock_folder``); str(e) is one line."""
+
+
+def lock_folder(folder: str | os.PathLike) -> None:
+    """Hold ``folder`` for this process until ``release_folders`` or its end, or refuse in one
+    line: a folder it cannot write (before anything is computed for it), or one another process
+    holds. The lock is an ``flock`` on ``folder/.lock``, which the system releases when the
+    process ends in any way, so a crash cannot leave a run locked."""
+    folder = Path(folder)
+    if str(folder) in _held:
+        return
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"cannot write in run folder {folder}: permission denied; make it "
+                              "writable (chmod u+w) or resume as its owner")
+    try:
+        fd = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise OSError(f"cannot write in run folder {folder} ({one_line(e)})") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 20, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise FolderInUse(f"run folder {folder} is in use by another lintorch process (pid "
+                          f"{pid}); wait for it to end, or resume a run of your own") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _held[str(folder)] = fd
+
+
+def release_folders() -> None:
+    """Let go of every run folder this process holds (``lock_folder``)."""
+    while _held:
+        os.close(_held.popitem()[1])  # closing the file releases its flock
 
 
 def printable(name: str) -> str:

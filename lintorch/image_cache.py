@@ -79,16 +79,17 @@ def write(folder: Path, key: str, raw: RawData) -> None:
     path = cache_file(folder, key)
     x_train, x_test = (np.ascontiguousarray(x.numpy()) for x in (raw.train_images,
                                                                  raw.test_images))
-    # The header of one (N, C, H, W) array, then the two splits' bytes: torch.cat would copy
-    # the images, a second time their memory at the peak of a first load.
-    header = np.lib.format.header_data_from_array_1_0(x_train)
-    header["shape"] = (len(x_train) + len(x_test), *x_train.shape[1:])
     rest = (np.array(raw.classes, dtype=str),
             torch.cat([raw.train_labels, raw.test_labels]).numpy(), np.array(len(x_train)))
 
     def save(tmp: Path) -> None:
-        with open(tmp, "wb") as f:
-            np.lib.format.write_array_header_1_0(f, header)
+        # numpy's header of one (N, C, H, W) array, then the two splits' bytes: torch.cat would
+        # copy the images, and so would writing them through the map (its pages count as this
+        # process's memory), a second time their size at the peak of a first load.
+        offset = np.lib.format.open_memmap(tmp, "w+", np.uint8, (len(x_train) + len(x_test),
+                                                                 *x_train.shape[1:])).offset
+        with open(tmp, "r+b") as f:
+            f.seek(offset)
             for x in (x_train, x_test):
                 f.write(x.data)
             for a in rest:

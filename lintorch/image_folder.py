@@ -27,15 +27,12 @@ the data set's folder.
 
 from __future__ import annotations
 
-import mmap
 import multiprocessing
 import os
 import signal
 import sys
-import threading
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from itertools import starmap
 from pathlib import Path
@@ -51,9 +48,8 @@ from .rawdata import DATASETS, DataCorruptError, DataError, DataNotFoundError, R
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "test")
 _CHUNK = 256  # images per task of the decoding pool: few enough tasks, a smooth progress bar
+_CHUNK_BYTES = 1 << 22  # and at most 4 MiB of decoded pixels: what a task sends back at once
 _NAMED = 3  # bad images named in the error; the others are counted
-_out: np.ndarray | None = None  # the images being decoded, shared with forked workers
-_filling = threading.Lock()  # one _out per process: threads loading folders take turns
 
 
 def load_image_folder(path: str | os.PathLike, progress: bool = True,
@@ -196,11 +192,11 @@ def _probe(paths: list[str]) -> list[tuple[int, int, bool] | str]:
     return found
 
 
-def _fill(paths: list[str | None], start: int, shape: tuple[int, int, int]
-          ) -> tuple[np.ndarray | None, list[str]]:
-    """Decode ``paths`` (None: skip) into rows ``start...`` of ``_out``, shared with the parent,
-    or, in a worker that was not forked, into a (len(paths), C, H, W) array returned."""
-    out = np.zeros((len(paths), *shape), np.uint8) if _out is None else _out[start:]
+def _fill(paths: list[str | None], shape: tuple[int, int, int]
+          ) -> tuple[np.ndarray, list[str]]:
+    """``paths`` (None: skipped, left black) decoded into a (len(paths), C, H, W) array, and what
+    was wrong with the others."""
+    out = np.zeros((len(paths), *shape), np.uint8)
     problems = []
     for row, path in zip(out, paths):
         try:
@@ -211,17 +207,16 @@ def _fill(paths: list[str | None], start: int, shape: tuple[int, int, int]
                 row[...] = image.transpose(2, 0, 1) if image.ndim == 3 else image
         except Exception as e:
             problems.append(_why(path, e))
-    return (out if _out is None else None), problems
+    return out, problems
 
 
 def _decode_all(paths: list[str], progress: bool) -> torch.Tensor:
-    """The images as one (N, C, H, W) uint8 tensor, decoded into place (stacking them took three
-    times their size), or one error naming the bad ones: their headers first, then the pixels."""
-    global _out
-    chunks = range(0, len(paths), _CHUNK)
-    headers = [header for found in _parallel(_probe, [(paths[i:i + _CHUNK],) for i in chunks],
-                                             progress, "reading image headers")
-               for header in found]
+    """The images as one (N, C, H, W) uint8 tensor, each chunk copied into place as it comes
+    (stacking them took three times their size), or one error naming the bad ones: their
+    headers first, then the pixels."""
+    headers = [header for found in _parallel(
+        _probe, [(paths[i:i + _CHUNK],) for i in range(0, len(paths), _CHUNK)], progress,
+        "reading image headers") for header in found]
     bad = [header for header in headers if isinstance(header, str)]
     good = {i: header for i, header in enumerate(headers) if not isinstance(header, str)}
     sizes = Counter(header[:2] for header in good.values())
@@ -231,21 +226,13 @@ def _decode_all(paths: list[str], progress: bool) -> torch.Tensor:
     todo = [path if i in good and good[i][:2] == (height, width) else None
             for i, path in enumerate(paths)]
     shape = (1 if all(gray for _, _, gray in good.values()) else 3, height, width)
-    # anonymous shared memory: forked workers write each image straight into its place
-    size = len(paths) * shape[0] * height * width
-    images = np.frombuffer(mmap.mmap(-1, max(size, 1)), np.uint8)[:size]
-    images = images.reshape(len(paths), *shape)
-    with _filling:
-        _out = images
-        try:
-            tasks = [(todo[i:i + _CHUNK], i, shape) for i in chunks]
-            for (_, start, _), (chunk, problems) in zip(tasks, _parallel(
-                    _fill, tasks, progress, "decoding images")):
-                if chunk is not None:
-                    images[start:start + len(chunk)] = chunk
-                bad += problems
-        finally:
-            _out = None
+    images = np.empty((len(paths), *shape), np.uint8)
+    step = max(1, min(_CHUNK, _CHUNK_BYTES // max(1, images[:1].nbytes)))
+    starts = range(0, len(paths), step)
+    for start, (chunk, problems) in zip(starts, _parallel(
+            _fill, [(todo[i:i + step], shape) for i in starts], progress, "decoding images")):
+        images[start:start + len(chunk)] = chunk
+        bad += problems
     problems = [_few(bad, "that cannot be decoded")] if bad else []
     if odd:
         problems.append(f"{_few(odd, 'of other sizes')}, where most are {width}x{height}")
@@ -272,45 +259,37 @@ def _ignore_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _parallel(fn, tasks: list[tuple], progress: bool, desc: str) -> list:
-    """``fn(*task)`` for each task, in order, by a pool of processes when there are several."""
+def _parallel(fn, tasks: list[tuple], progress: bool, desc: str):
+    """``fn(*task)`` for each task, in order as each comes, by a pool of processes when there
+    are several."""
     from tqdm import tqdm
 
     workers = min(_cpus(), len(tasks))
-    # fork, as torch's DataLoader workers on Linux: no interpreter to start, nothing to import,
-    # and the parent's shared memory to write into
+    # fork, as torch's DataLoader workers on Linux: no interpreter to start, nothing to import
     context = multiprocessing.get_context("fork") if sys.platform == "linux" else None
     pool = ProcessPoolExecutor(workers, context, _ignore_signals) if workers > 1 else None
     bar = tqdm(total=sum(len(task[0]) for task in tasks), desc=desc, unit="image", leave=False,
                disable=not (progress and sys.stderr.isatty()))
-    results = []
     try:
         for task, result in zip(tasks, starmap(fn, tasks) if pool is None else
                                 _in_order([pool.submit(fn, *task) for task in tasks])):
-            results.append(result)
             bar.update(len(task[0]))
-    except BrokenProcessPool:
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.kill()  # the others, whose queues may now block them forever
+            yield result
+    except BrokenProcessPool:  # the pool has stopped the other workers, which might hang
         raise DataError("a process decoding the images died (killed? out of memory?); run "
                         "again, with more memory free if it happens again") from None
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    return results
 
 
 def _in_order(futures: list[Future]):
     """Each future's result, in order. Waited for in slices of 0.1 s: Ctrl-C (or SIGTERM) may be
     delivered to one of the pool's threads, and a main thread blocked until the result came
     would not notice it before then (seen here: the whole decoding went on after a Ctrl-C)."""
-    for future in futures:
-        while True:
-            try:
-                yield future.result(timeout=0.1)
-                break
-            except FutureTimeout:
-                continue
-
-
+    while futures:
+        future = futures.pop(0)  # and its result let go of once used
+        while not wait([future], timeout=0.1).done:
+            pass
+        yield future.result()

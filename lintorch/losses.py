@@ -163,28 +163,41 @@ def softmax(scores: Tensor) -> Tensor:
 
 
 class CrossEntropyFunction(torch.autograd.Function):
-    """The cross-entropy of each row of scores: ``(N, C)`` scores, ``(N,)`` labels -> ``(N,)``."""
+    """The cross-entropy of each row of scores, and the probabilities it came from:
+    ``(N, C)`` scores, ``(N,)`` labels -> ``L`` ``(N,)``, ``p`` ``(N, C)``."""
 
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(s: Tensor, y: Tensor) -> Tensor:
+    def forward(s: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         # L_i = -log p_{y_i} = log sum_j e^{s_j} - s_{y_i}, both terms taken after the shift
         shifted = _shifted(s)
-        return shifted.exp().sum(1).log() - shifted.gather(1, y.unsqueeze(1)).squeeze(1)
+        e = shifted.exp()
+        z = e.sum(1, keepdim=True)
+        L = z.log().squeeze(1) - shifted.gather(1, y.unsqueeze(1)).squeeze(1)
+        return L, e / z  # p, kept for the backward: it need not exponentiate again
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        s, y = inputs
-        ctx.save_for_backward(s, y)
+        _, y = inputs
+        _, p = output
+        ctx.save_for_backward(p, y)
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays None, not zeros
 
     @staticmethod
-    def backward(ctx, grad_L: Tensor):
-        s, y = ctx.saved_tensors
-        # dL_i/ds_j = p_j - 1[j = y_i]:  dL_i/ds = p - onehot(y_i)
-        p = _probabilities(s)
-        dL_ds = p - torch.zeros_like(p).scatter(1, y.unsqueeze(1), 1.0)
-        return dL_ds * grad_L.unsqueeze(1), None
+    def backward(ctx, grad_L: Tensor | None, grad_p: Tensor | None):
+        p, y = ctx.saved_tensors
+        grad_s = None
+        if grad_L is not None:
+            # dL_i/ds_j = p_j - 1[j = y_i]:  dL_i/ds = p - onehot(y_i)
+            onehot = torch.zeros_like(p).scatter(1, y.unsqueeze(1), 1.0)
+            grad_s = (p - onehot) * grad_L.unsqueeze(1)
+        if grad_p is not None:
+            # p's own gradient reaches s through the softmax (as SoftmaxFunction's backward);
+            # a gradient of the gradient above, built from p, arrives here this way
+            dp = p * (grad_p - (grad_p * p).sum(1, keepdim=True))
+            grad_s = dp if grad_s is None else grad_s + dp
+        return grad_s, None
 
 
 def cross_entropy(scores: Tensor, target: Tensor, reduction: str = "mean",
@@ -194,7 +207,7 @@ def cross_entropy(scores: Tensor, target: Tensor, reduction: str = "mean",
     if check:
         check_target(scores, target)
         _check_reduction(reduction)
-    return reduce(CrossEntropyFunction.apply(scores, target), reduction)
+    return reduce(CrossEntropyFunction.apply(scores, target)[0], reduction)
 
 
 # Squared error:  L_i = (y_i - f(x_i))^2, elementwise like F.mse_loss

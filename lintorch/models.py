@@ -1,5 +1,6 @@
-"""The lecture's models: the linear classifier f(x, W) = Wx + b and the sigmoid MLP, whose
-sigmoid is a ``torch.autograd.Function`` with its derivative written by hand, like the losses."""
+"""The lecture's models: the linear classifier f(x, W) = Wx + b and the sigmoid MLP. The linear
+map and the sigmoid are ``torch.autograd.Function``s with their derivatives written by hand,
+like the losses, and every layer computes through them (unless given torch's own)."""
 
 from __future__ import annotations
 
@@ -52,7 +53,10 @@ class LinearFunction(torch.autograd.Function):
         # is wanted by nobody, the data being no parameter.
         dx = grad_s @ weight if need_x else None        # dL/dX = G W
         dw = grad_s.T @ x if need_w else None           # dL/dW = G^T X
-        db = grad_s.sum(0) if need_b and ctx.has_bias else None  # dL/db = sum_i G_i
+        # dL/db = sum_i G_i, as the product 1^T G: BLAS then sums each column in one order
+        # however many columns G has, so K models stacked side by side (lintorch.stacked) get
+        # each model's own db to the bit, which G.sum(0) does not give
+        db = grad_s.new_ones(grad_s.shape[0]) @ grad_s if need_b and ctx.has_bias else None
         return dx, dw, db
 
 
@@ -75,6 +79,12 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     return LinearFunction.apply(x, weight, bias)
 
 
+def _qualname(fn: Callable) -> str:
+    # torch's built-ins report the C module they live in; name them as a user calls them
+    public = {torch.nn.functional.linear: "torch.nn.functional.linear"}
+    return public.get(fn) or f"{fn.__module__}.{getattr(fn, '__name__', type(fn).__name__)}"
+
+
 def _small_init(layer: nn.Module, std: float) -> None:
     # Every score near 0 at first, as the lecture's sanity checks expect: SVM ~ C - 1, CE ~ log C
     nn.init.normal_(layer.weight, mean=0.0, std=std)
@@ -83,11 +93,19 @@ def _small_init(layer: nn.Module, std: float) -> None:
 
 
 class LinearClassifier(nn.Module):
-    """``f(x, W) = Wx + b``: ``weight`` (C, D), ``bias`` (C,); takes (N, D) or flattens images."""
+    """``f(x, W) = Wx + b``: ``weight`` (C, D), ``bias`` (C,); takes (N, D) or flattens images.
+
+    The lecture's column form s = Wx + b scores one example; ``forward`` scores a batch of N
+    examples as the rows of X (N, D), S = X W^T + b, row i being (W x_i + b)^T. It computes that
+    through ``linear``: lintorch's hand-written :func:`linear` unless given
+    (``torch.nn.functional.linear`` for ``--impl torch``).
+    """
 
     def __init__(self, in_features: int, num_classes: int, bias: bool = True,
-                 init_std: float = 1e-3) -> None:
+                 init_std: float = 1e-3,
+                 linear: Callable[[Tensor, Tensor, Tensor | None], Tensor] = linear) -> None:
         super().__init__()
+        self.linear = linear
         if in_features < 1 or num_classes < 1:
             raise ValueError("in_features and num_classes must be positive")
         self.in_features, self.num_classes, self.init_std = in_features, num_classes, init_std
@@ -103,8 +121,7 @@ class LinearClassifier(nn.Module):
         if x.shape[1] != self.in_features:
             raise ValueError(f"expected {self.in_features} features per example, got "
                              f"{x.shape[1]} (input shape {tuple(x.shape)})")
-        s = x @ self.weight.T
-        return s if self.bias is None else s + self.bias
+        return self.linear(x, self.weight, self.bias)  # S = X W^T + b
 
     def as_single_matrix(self) -> Tensor:
         """``[W | b]`` of shape (C, D + 1), for ``append_ones(x) @ W_b.T == self(x)``."""
@@ -123,7 +140,7 @@ class LinearClassifier(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, num_classes={self.num_classes}, "
-                f"bias={self.bias is not None}")
+                f"bias={self.bias is not None}, linear={_qualname(self.linear)}")
 
 
 # The sigmoid:  sigma(x) = 1 / (1 + e^{-x}),   sigma'(x) = sigma(x) (1 - sigma(x))
@@ -166,15 +183,17 @@ def sigmoid(x: Tensor) -> Tensor:
 class SigmoidMLP(nn.Module):
     """``f = W_k sigma(... sigma(W_1 x + b_1) ...) + b_k``: sigmoid hidden layers, linear scores.
 
-    ``sigmoid`` is lintorch's hand-written :func:`sigmoid` unless given (``torch.sigmoid`` for
-    ``--impl torch``).
+    Every layer is ``linear(h, W, b)`` and every hidden unit ``sigmoid``: lintorch's
+    hand-written :func:`linear` and :func:`sigmoid` unless given (``torch.nn.functional.linear``
+    and ``torch.sigmoid`` for ``--impl torch``). The ``nn.Linear`` modules only hold W and b.
     """
 
     def __init__(self, in_features: int, hidden_sizes: Sequence[int], num_classes: int,
                  init_std: float | None = None,
-                 sigmoid: Callable[[Tensor], Tensor] = sigmoid) -> None:
+                 sigmoid: Callable[[Tensor], Tensor] = sigmoid,
+                 linear: Callable[[Tensor, Tensor, Tensor | None], Tensor] = linear) -> None:
         super().__init__()
-        self.sigmoid = sigmoid
+        self.sigmoid, self.linear = sigmoid, linear
         hidden_sizes = [int(h) for h in hidden_sizes]
         if any(h < 1 for h in hidden_sizes):
             raise ValueError(f"hidden sizes must be positive, got {hidden_sizes}")
@@ -189,11 +208,11 @@ class SigmoidMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = x.flatten(1)
         for layer in self.hidden:
-            h = self.sigmoid(layer(h))
-        return self.out(h)
+            h = self.sigmoid(self.linear(h, layer.weight, layer.bias))
+        return self.linear(h, self.out.weight, self.out.bias)
 
     def extra_repr(self) -> str:
-        return f"sigmoid={getattr(self.sigmoid, '__module__', None)}.{self.sigmoid.__name__}"
+        return f"sigmoid={_qualname(self.sigmoid)}, linear={_qualname(self.linear)}"
 
     @property
     def weights(self) -> list[Tensor]:

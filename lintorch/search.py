@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from . import stacked
+from .config import out_of_bounds
 from .losses import CLASSIFIERS, check_target, loss_fn
 
 CROSSOVERS = ("uniform", "row", "none")
@@ -90,8 +91,8 @@ def _check_data(x1: Tensor, y: Tensor, num_classes: int | None = None) -> None:
     if not isinstance(x1, Tensor) or not x1.is_floating_point() or x1.dim() != 2:
         raise ValueError("x1 must be a 2-D floating-point tensor (N, D+1); use append_ones(x)")
     if num_classes is not None:
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        if problem := out_of_bounds(num_classes, "positive", int):
+            raise ValueError(f"num_classes must be {problem}, got {num_classes}")
         # labels in [0, C), one per row: checked once here, not at every step
         check_target(x1.new_empty(x1.shape[0], num_classes), y)
     if isinstance(y, Tensor) and y.device != x1.device:
@@ -104,14 +105,14 @@ def _check_common(x1: Tensor, y: Tensor, num_classes: int, budget: int, loss: st
     _check_choice("loss", loss, CLASSIFIERS)
     _check_data(x1, y, num_classes)
     for name, value in (("budget (loss evaluations)", budget), ("population", population)):
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+        if problem := out_of_bounds(value, "positive", int):
+            raise ValueError(f"{name} must be {problem}, got {value}")
     if generator is not None and generator.device.type != x1.device.type:
         raise ValueError(f"generator is on {generator.device} but the data is on {x1.device}; "
                          "use torch.Generator(device=x1.device)")
     for name, value in positive.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value}")
+        if problem := out_of_bounds(value, "positive"):
+            raise ValueError(f"{name} must be {problem}, got {value}")
 
 
 def _randn(shape: tuple[int, ...], like: Tensor, generator: torch.Generator | None) -> Tensor:

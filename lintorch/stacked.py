@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .models import linear
+
 
 class StackedLinear(nn.Module):
     """K linear classifiers as one model: ``weight`` (K, C, D), ``bias`` (K, C); the scores of a
@@ -34,13 +36,13 @@ class StackedLinear(nn.Module):
 def scores(W: Tensor, x: Tensor, b: Tensor | None = None) -> Tensor:
     """``s[n, k] = W_k x_n + b_k`` for every model k, shape (N, K, C).
 
-    One (N, D) x (D, K*C) matrix product rather than K of them; its (N, K, C) layout flattens
-    to the N*K rows of scores that one loss call takes, without a copy.
+    The K models stacked are one linear map with K*C outputs: one call of lintorch's
+    hand-written :func:`~lintorch.models.linear` rather than K of them, so each model's gradient
+    is that Function's. Its (N, K, C) layout flattens to the N*K rows of scores that one loss
+    call takes, without a copy.
     """
     k, c, d = W.shape
-    s = x.flatten(1) @ W.reshape(k * c, d).T
-    if b is not None:
-        s = s + b.reshape(k * c)
+    s = linear(x.flatten(1), W.reshape(k * c, d), None if b is None else b.reshape(k * c))
     return s.view(-1, k, c)
 
 

@@ -136,10 +136,6 @@ class Grid:
     def describe(self) -> str:
         return f"{len(self.names)} linear models ({len(self.lrs)} lr x {len(self.regs)} reg)"
 
-    def training(self) -> tuple[int, ...]:
-        """The models still training here (what a CUDA graph of the step baked in)."""
-        return tuple(self.ids)
-
     def lr_at(self, epoch: int) -> Tensor:
         """Each model's learning rate of the epoch, (A,), in place (a captured step reads it)."""
         self.epoch_lrs = [train.lr_at(c, epoch) for c in self.cfgs]
@@ -265,10 +261,7 @@ class Grid:
         """Each model's (loss, accuracy) on the validation and test splits, on every process,
         and its final weights; None for a model that diverged in its first epoch."""
         final, d = {}, run.data
-        if self.ids:
-            index = torch.tensor(self.ids, device=self.reg.device)
-            self.final_W.index_copy_(0, index, self.model.weight.detach())
-            self.final_b.index_copy_(0, index, self.model.bias.detach())
+        if self.ids:  # their final weights are in final_W and final_b since their last epoch
             # No final pass over the training split: for K models it costs half an epoch, and
             # the history already holds each epoch's training loss and accuracy.
             for split, x, y in [("val", d.val_x, d.val_y), ("test", d.test_x, d.test_y)]:

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from . import board, checkpoint, console, data, distributed, files, losses, stacked
+from . import board, checkpoint, console, data, distributed, files, losses, models, stacked
 from .checkpoint import CheckpointError  # noqa: F401  (where users of train have found it)
 from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is the API)
     DATASET_DEFAULTS,
@@ -41,6 +41,7 @@ from .config import (  # noqa: F401  (re-exported: lintorch.train.TrainConfig is
     MODELS,
     ResumeConflict,
     TrainConfig,
+    allocated,
     flag,
     recipe,
 )
@@ -59,7 +60,7 @@ class TrainingDiverged(RuntimeError):
         self.epoch, self.step, self.checkpoint = epoch, step, checkpoint
         kept = f"; the last good checkpoint is {checkpoint}" if checkpoint else ""
         super().__init__(f"loss became NaN or infinite at epoch {epoch}, step {step}: "
-                         f"try a smaller --lr{kept}")
+                         f"try a smaller --lr or --reg{kept}")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -67,7 +68,7 @@ class Interrupted(KeyboardInterrupt):
 
     def __init__(self, checkpoint: Path | None, exit_code: int):
         self.checkpoint, self.exit_code = checkpoint, exit_code
-        how = (f"; resume with: python -m lintorch.train --resume {checkpoint}"
+        how = (f"; resume with: python -m lintorch.train --resume {shlex.quote(str(checkpoint))}"
                if checkpoint and checkpoint.exists() else "")
         super().__init__(f"interrupted{how}")
 
@@ -88,13 +89,13 @@ def train_step(run: Run, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     # model k's gradient is that of its own L_k + lambda_k R_k
     (L + run.reg * R).sum().backward()
     run.optimizer.step()                  # W <- W - alpha (dL/dW + lambda dR/dW)
-    return L.detach(), R.detach(), count_correct(scores, y)
+    return L.detach(), R.detach(), count_correct(scores.argmax(-1), y)
 
 
-def count_correct(scores: Tensor, y: Tensor) -> Tensor:
-    """How many of the N examples the scores (N, C) classify right; of a grid's scores
-    (N, K, C), how many each model does, (K,)."""
-    return (scores.argmax(-1) == (y if scores.dim() == 2 else y.unsqueeze(1))).sum(0)
+def count_correct(predictions: Tensor, y: Tensor) -> Tensor:
+    """How many of the N predictions (N,) are right; of a grid's (N, K), how many of each
+    model's, (K,)."""
+    return (predictions == (y if predictions.dim() == 1 else y.unsqueeze(1))).sum(0)
 
 
 def train_epoch(run: Run, epoch: int) -> object:
@@ -195,8 +196,8 @@ def evaluate(model: nn.Module, x: Tensor, y: Tensor, loss_fn, batch_size: int = 
     for i in range(0, x.shape[0], batch_size):
         s, t = model(x[i:i + batch_size]), y[i:i + batch_size]
         loss_sum = loss_sum + loss_fn(s, t).double() * s.shape[0]
-        correct = correct + count_correct(s, t)
         preds.append(s.argmax(-1))
+        correct = correct + count_correct(preds[-1], t)
     if x.shape[0] == 0:  # one NaN per model
         nan = torch.full(model(x).shape[1:-1], math.nan, device=x.device, dtype=torch.float64)
         model.train(was_training)
@@ -227,6 +228,7 @@ class Run:
     data_load_s: float
     step: object = None     # (x, y) -> train_step's results: train_step, or its CUDA graph
     writer: object = None
+    record: checkpoint.Record | None = None  # which run, where, on what data, for how long
     custom_loss: object = None  # fit's ``loss``, which ``loss`` applies in place of cfg.loss
     grid: object = None     # a sweep's grid (lintorch/sweep.py), whose models ``model`` stacks
 
@@ -246,7 +248,7 @@ class Run:
     def save(self, epoch: int) -> None:
         if self.world.main:
             checkpoint.save(self.checkpoint, self.model, self.optimizer, epoch, self.history,
-                            self.cfg, self.device)
+                            self.cfg, self.device, self.record)
 
 
 def fit(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=None) -> dict:
@@ -272,10 +274,11 @@ def train_model(config: TrainConfig, prepared: data.Prepared | None = None, *, l
         raise Interrupted(run.checkpoint if run else None,
                           getattr(e, "exit_code", 130)) from None
     finally:
-        for writer in [run.writer] if run is not None and run.writer is not None else []:
-            writer.close()
-        if run is not None and run.grid is not None:
+        if run is not None and run.writer is not None:
+            run.writer.close()
+        if run is not None and run.grid is not None:  # its models' TensorBoard runs
             run.grid.close()
+        files.release_folders()
 
 
 def start(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=None,
@@ -283,37 +286,43 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=No
     """Data, model, optimizer and run folder of a new run, or of the run a checkpoint holds.
     Under torchrun: the process group joined, and after a restart the run's last checkpoint.
     ``loss``: as fit's. ``grid``: the model is the grid's models stacked (lintorch/sweep.py)."""
-    world, device = distributed.join(config.device)
     resume = config.resume or distributed.restarted_run(config.logdir, config.run_name)
     saved = None
     if resume:
         saved = checkpoint.load(resume)
-        config = dataclasses.replace(config, resume=resume).resumed_from(saved["config"])
+        config = checkpoint.resumed_config(dataclasses.replace(config, resume=resume), saved)
     cfg = config.resolved()
+    world, device = distributed.join(cfg.device)
     d, data_load_s, loaded = open_data(cfg, world, device, prepared)
     cfg.val_size = len(d.val_y)
+    record = checkpoint.record(cfg, d, saved, in_memory=prepared is not None)
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg, math.prod(d.image_shape), len(d.classes))
-    model = model.to(device, getattr(torch, cfg.dtype))
+    size = math.prod(d.image_shape), len(d.classes)
+    model = allocated(cfg, *size, device, lambda: build_model(cfg, *size).to(
+        device, getattr(torch, cfg.dtype)))
     if grid is None:
-        net, penalty = model if world.size == 1 else DataParallel(model, device, world), None
+        net = model if world.size == 1 else DataParallel(model, device, world)
+        penalty = penalty_fn(cfg, model)
     else:  # every grid model starts from these weights; the processes divide the models
         model = net = grid.stack(cfg, model, world, loaded)
-        penalty = grid.penalty
+        penalty = grid.penalty  # R(W_k) of each model
     # a grid's rates are a tensor, one per model, which lintorch's SGD step takes
     optimizer = (SGD if cfg.impl == "lintorch" or grid is not None else torch.optim.SGD)(
         model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     if saved:
-        checkpoint.restore(model, optimizer, saved, cfg.resume)
-        run_dir = Path(cfg.resume).parent
+        checkpoint.restore(model, optimizer, saved, cfg.resume, record.data)
+        run_dir = Path(world.from_main(
+            str(checkpoint.continue_in(record, saved, cfg.resume)) if world.main else None))
     else:
         run_dir = run_folder(world, cfg.logdir, cfg.run_name or default_run_name(cfg, grid))
-        if world.main:
+        if world.main and grid is None:  # a sweep leaves no checkpoint to restart from
             distributed.mark(run_dir)
-    run = Run(cfg, world, device, d, model, net, optimizer, mean_loss(cfg, loss),
-              penalty or penalty_fn(cfg, model), run_dir, saved["history"] if saved else [],
-              saved["epoch"] if saved else 0, data_load_s, custom_loss=loss, grid=grid)
+    if grid is None:  # a sweep's folder is not locked: it is not resumed
+        checkpoint.hold(record, run_dir, world.main, saved, cfg)
+    run = Run(cfg, world, device, d, model, net, optimizer, mean_loss(cfg, loss), penalty,
+              run_dir, saved["history"] if saved else [], saved["epoch"] if saved else 0,
+              data_load_s, record=record, custom_loss=loss, grid=grid)
     run.step = lambda x, y: train_step(run, x, y)
     # On a GPU each full batch's step is replayed from a CUDA graph (lintorch/cuda_graph.py);
     # augmentation draws from the epoch's own generator, which a graph cannot replay, and under
@@ -322,32 +331,24 @@ def start(config: TrainConfig, prepared: data.Prepared | None = None, *, loss=No
             world.size == 1 or grid is not None):
         # captured again when fit's rate changes (a number), or a grid's models drop out
         run.step = GraphedStep(run.step, cfg.batch_size, device, key=lambda: (
-            run.optimizer.param_groups[0]["lr"] if grid is None else grid.training()))
+            run.optimizer.param_groups[0]["lr"] if grid is None else tuple(grid.ids)))
     if grid is not None:  # its models' TensorBoard runs; no checkpoint: a sweep is not resumed
         grid.attach(run)
-    else:
-        open_board(run, saved is not None)
-        if not run.checkpoint.exists():
-            run.save(run.start_epoch)
+    elif cfg.tensorboard and world.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops what an interrupted run logged after its checkpoint
+        run.writer = SummaryWriter(str(run_dir), purge_step=run.start_epoch + 1 if saved else None)
+        if not saved:
+            board.log_config_text(run.writer, dataclasses.asdict(cfg))
+    if grid is None and not run.checkpoint.exists():
+        run.save(run.start_epoch)
     processes = f" x {world.size} processes" if world.size > 1 else ""
     what = f"{cfg.model} model" if grid is None else grid.describe()
     loss_name = f"{cfg.loss} loss ({cfg.impl})" if loss is None else f"loss {qualified_name(loss)}"
     console.say(run.quiet, f"{loaded}; {what}, {loss_name}, device {device}{processes}; "
                            f"{'run' if grid is None else 'sweep'} folder {run_dir}")
     return run
-
-
-def open_board(run: Run, resumed: bool) -> None:
-    """The run's TensorBoard writer, process 0's."""
-    if not (run.cfg.tensorboard and run.world.main):
-        return
-    from torch.utils.tensorboard import SummaryWriter
-
-    # purge_step drops what an interrupted run logged after its checkpoint
-    run.writer = SummaryWriter(str(run.run_dir),
-                               purge_step=run.start_epoch + 1 if resumed else None)
-    if not resumed:
-        board.log_config_text(run.writer, dataclasses.asdict(run.cfg))
 
 
 def open_data(cfg: TrainConfig, world: distributed.World, device: torch.device,
@@ -380,12 +381,13 @@ def load_data(cfg: TrainConfig, device: torch.device, refresh: bool = False
 
 
 def build_model(cfg: TrainConfig, in_features: int, num_classes: int) -> nn.Module:
-    """The config's model; ``--impl torch`` gives the MLP torch's built-in sigmoid."""
+    """The config's model; ``--impl torch`` gives it torch's built-in linear map and sigmoid."""
+    torch_impl = cfg.impl == "torch"
+    linear = torch.nn.functional.linear if torch_impl else models.linear
     if cfg.model == "linear":
-        return LinearClassifier(in_features, num_classes)
-    if cfg.impl == "torch":
-        return SigmoidMLP(in_features, cfg.hidden, num_classes, sigmoid=torch.sigmoid)
-    return SigmoidMLP(in_features, cfg.hidden, num_classes)
+        return LinearClassifier(in_features, num_classes, linear=linear)
+    sigmoid = torch.sigmoid if torch_impl else models.sigmoid
+    return SigmoidMLP(in_features, cfg.hidden, num_classes, sigmoid=sigmoid, linear=linear)
 
 
 def mean_loss(cfg: TrainConfig, custom=None):
@@ -444,8 +446,9 @@ def finish(run: Run, elapsed_s: float) -> dict:
     """The final model on every split, the test confusion matrix; ``metrics.json``. A grid's
     models on the validation and test splits, its table; ``sweep.json``."""
     cfg, d = run.cfg, run.data
-    config = {**dataclasses.asdict(cfg), "loss_fn": run.custom_loss and qualified_name(
-        run.custom_loss)}
+    custom = run.custom_loss
+    config = {**dataclasses.asdict(cfg),
+              "loss_fn": None if custom is None else qualified_name(custom)}
     if run.grid is not None:
         return run.grid.results(run, config, elapsed_s)
     result, predictions = {"config": config, "history": run.history}, {}
@@ -460,10 +463,10 @@ def finish(run: Run, elapsed_s: float) -> dict:
                    "confusion_matrix": cm.tolist(),
                    **distributed.environment(run.device, run.world),
                    "run_dir": str(run.run_dir), "data_load_s": run.data_load_s,
-                   "wall_time_s": elapsed_s})
+                   "wall_time_s": elapsed_s + (run.record.wall_time_s if run.record else 0)})
     if run.world.main:
         files.write_json(run.run_dir / "metrics.json", result)
-    if run.writer is not None:
+    if run.writer is not None and not (run.record and run.record.finished):  # logged already
         log_final(run.writer, cfg, result, run)
     if not run.quiet:
         print_summary(result)
@@ -534,12 +537,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
 
     def work() -> None:
+        nonlocal cfg
         if cfg.resume:  # a flag that differs from the checkpoint's is a usage error
             given = cli.explicit_flags(parser, args, argv)
+            saved = checkpoint.load(cfg.resume)
             try:
-                cfg.resumed_from(checkpoint.load(cfg.resume)["config"], given)
-            except ResumeConflict as e:
+                checkpoint.resumed_config(cfg, saved, given).resolved()
+            except ValueError as e:  # ResumeConflict, or --epochs that overflow the schedule
                 parser.error(str(e))
+            cfg = checkpoint.keep_unset(cfg, given)  # --resume PATH alone: the run's own
         fit(cfg)
 
     return cli.run_main(work, also=(TrainingDiverged,))

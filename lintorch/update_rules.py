@@ -26,11 +26,10 @@ built-ins and with lintorch's own losses). Both return the new w and leave the o
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
+from .config import out_of_bounds
 from .models import sigmoid
 
 
@@ -110,9 +109,8 @@ def _check(w: Tensor, X: Tensor, y: Tensor, alpha: float) -> None:
             and X.shape == (y.shape[0], w.shape[0])):
         raise ValueError(f"expected w of shape (D,), X (N, D) and y (N,), got w "
                          f"{tuple(w.shape)}, X {tuple(X.shape)} and y {tuple(y.shape)}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not (
-            math.isfinite(alpha) and alpha > 0):
-        raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+    if problem := out_of_bounds(alpha, "positive"):
+        raise ValueError(f"alpha must be {problem}, got {alpha!r}")
 
 
 def least_squares_step(w: Tensor, X: Tensor, y: Tensor, alpha: float) -> Tensor:

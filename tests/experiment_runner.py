@@ -13,6 +13,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def load(name: str):
+    # As ``python experiments/<name>.py`` runs it: its folder on sys.path, for ``import common``
+    if str(REPO / "experiments") not in sys.path:
+        sys.path.insert(0, str(REPO / "experiments"))
     spec = importlib.util.spec_from_file_location(f"experiment_{name}",
                                                   REPO / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

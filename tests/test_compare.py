@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from cifar_fixture import write_cifar10
 
 from lintorch import compare, losses, train
+from lintorch.config import TrainConfig
 
 
 class _DoubledGradient(torch.autograd.Function):
@@ -171,3 +172,12 @@ def test_an_interruption_exits_quietly(monkeypatch, capsys, interrupt, code):
     assert compare.main(["--no-train", "--no-speed"]) == code
     err = capsys.readouterr().err
     assert "interrupted" in err and "Traceback" not in err
+
+
+def test_the_training_flags_are_trains_own():
+    # --limit once said "the first N training images", where TrainConfig draws N with the seed
+    shown = " ".join(compare.build_parser().format_help().split())
+    for name in ("limit", "data_root", "seed", "logdir", "device", "dataset"):
+        assert " ".join(TrainConfig.__dataclass_fields__[name].metadata["help"].split()) in shown
+    with pytest.raises(SystemExit):
+        compare.build_parser().parse_args(["--limit", "0"])

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -25,21 +28,37 @@ def test_every_field_declares_its_help_and_its_role():
 
 
 def test_every_field_is_a_flag_with_the_fields_default_and_help():
-    from lintorch import train
+    from lintorch import cli, train
 
-    parser = train.build_parser()
-    actions = {a.dest: a for a in parser._actions}
+    actions = cli.add_training_flags(argparse.ArgumentParser())
     for f in dataclasses.fields(TrainConfig):
         assert actions[f.name].default == f.default, f.name
-        assert actions[f.name].help == f.metadata["help"], f.name
+        assert actions[f.name].help.startswith(f.metadata["help"]), f.name
         assert actions[f.name].option_strings[0] == "--" + f.name.replace("_", "-")
         assert config.flag(f.name) == actions[f.name].option_strings[0]
-    assert train.config_from_args(parser.parse_args([])) == TrainConfig()
+    assert train.config_from_args(train.build_parser().parse_args([])) == TrainConfig()
+
+
+def test_a_tool_takes_some_fields_with_its_own_default_and_the_fields_check():
+    from lintorch import cli
+
+    parser = argparse.ArgumentParser()
+    actions = cli.add_training_flags(parser, only=("limit", "epochs"), epochs=3)
+    assert sorted(actions) == ["epochs", "limit"]
+    assert actions["limit"].help.startswith(TrainConfig.__dataclass_fields__["limit"].metadata[
+        "help"])
+    assert parser.parse_args([]).epochs == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--limit", "0"])  # the field's bound, as TrainConfig checks it
+    assert config.out_of_bounds(0, "positive", int) == "a positive integer"
+    with pytest.raises(ValueError, match="limit must be a positive integer"):
+        TrainConfig(dataset="fashion-mnist", limit=0).resolved()
 
 
 @pytest.mark.parametrize("field, value, words", [
-    ("lr", -1.0, "lr must be a positive number"), ("epochs", 0, "epochs must be a positive"),
-    ("reg", float("nan"), "reg must be a number >= 0"), ("hidden", [4, 0], "hidden must be"),
+    ("lr", -1.0, "lr must be a finite number > 0"),
+    ("epochs", 0, "epochs must be a positive integer"),
+    ("reg", float("nan"), "reg must be a finite number >= 0"), ("hidden", [4, 0], "hidden must be"),
     ("loss", "hinge", "loss must be one of ('svm', 'softmax')"),
     ("lr_decay", "linear", "lr_decay must be one of"), ("val_size", -1, "val_size must be"),
 ])
@@ -100,3 +119,12 @@ def test_help_lists_the_svms_own_defaults():
     line = next(line for line in config.defaults_epilog().splitlines()
                 if line.strip().startswith("cifar10 linear:"))
     assert "(--loss svm: lr=0.001, reg=0.1)" in line
+
+
+def test_the_config_and_the_checkpoint_load_no_data_code():
+    # Reading a checkpoint or making a TrainConfig needs neither numpy's readers nor the decoder.
+    script = ("import sys, lintorch.config, lintorch.checkpoint\n"
+              "print(sorted({'lintorch.data', 'lintorch.image_folder'} & set(sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr

@@ -181,7 +181,17 @@ def test_walk_through_is_the_lectures_forward_difference(numgrad):
         assert k["grad"] == pytest.approx(k["library_forward"], rel=1e-9)  # numerical_gradient
         assert k["grad"] == pytest.approx(k["analytic"], rel=1e-2, abs=1e-6)  # O(h) off
         assert k["central"] == pytest.approx(k["analytic"], rel=1e-5, abs=1e-9)
-    assert row(text, "W[0]").split()[2] == f"{r['walk_through']['loss']:.10f}"
+    first = r["walk_through"]["rows"][0]
+    assert row(text, f"W[0,{first['dim']}]").split()[3] == f"{r['walk_through']['loss']:.10f}"
+
+
+def test_walk_through_shows_weights_on_the_pixels_that_vary_most(numgrad):
+    r, text = numgrad
+    rows = r["walk_through"]["rows"]
+    grads = [k["analytic"] for k in rows]
+    assert len(set(grads)) == len(grads) and min(map(abs, grads)) > 0  # not a constant border
+    assert sorted(k["pixel"] for k in rows) != [0, 1, 2, 3, 4]  # Fashion-MNIST: constant 0
+    assert "pixels of largest variance" in text and "lintorch's own gradient" in text
 
 
 def test_gradient_check_passes_in_float64(numgrad):

@@ -220,6 +220,21 @@ def test_mse_gradcheck(reduction):
     assert gradgradcheck(f, (x, t))
 
 
+def test_cross_entropy_backward_reuses_the_forwards_probabilities():
+    s, y = random_problem(50, 10, seed=6)
+    s.requires_grad_()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        lintorch.cross_entropy(s, y).backward()
+    assert [e.name for e in prof.events()].count("aten::exp") == 1  # the forward's e^{s_j}
+    L, p = losses.CrossEntropyFunction.apply(s, y)
+    torch.testing.assert_close(p, torch.softmax(s, 1), rtol=1e-14, atol=0)
+    torch.testing.assert_close(s.grad, (p - F.one_hot(y, 10)) / 50, rtol=1e-14, atol=0)
+    # both outputs: p's gradient is the softmax's, and the gradient's gradient flows through it
+    small, y_small = s[:6, :4].detach().clone().requires_grad_(), y[:6] % 4
+    f = lambda s: losses.CrossEntropyFunction.apply(s, y_small)  # noqa: E731
+    assert gradcheck(f, (small,)) and gradgradcheck(f, (small,))
+
+
 def test_softmax_gradcheck():
     s = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
     assert gradcheck(lintorch.softmax, (s,))
@@ -254,7 +269,7 @@ def test_vmap_over_a_batch_of_problems():
     g = torch.Generator().manual_seed(5)
     s = torch.randn(4, 8, 5, generator=g, dtype=torch.float64)  # 4 problems of (N=8, C=5)
     y = torch.randint(5, (4, 8), generator=g)
-    got = torch.func.vmap(lambda s, y: losses.CrossEntropyFunction.apply(s, y).mean())(s, y)
+    got = torch.func.vmap(lambda s, y: losses.CrossEntropyFunction.apply(s, y)[0].mean())(s, y)
     want = torch.stack([F.cross_entropy(s[k], y[k]) for k in range(4)])
     torch.testing.assert_close(got, want)
     got = torch.func.vmap(lambda s: lintorch.softmax(s))(s)
@@ -361,15 +376,17 @@ def test_cuda_gradcheck():
     assert gradgradcheck(lambda s: lintorch.cross_entropy(s, y), (s,))
 
 
-@pytest.mark.parametrize("function, args, builtin", [
-    (losses.SVMLossFunction, (1.0,), lambda s, y: svm_builtin(s, y, reduction="none")),
-    (losses.CrossEntropyFunction, (), lambda s, y: F.cross_entropy(s, y, reduction="none")),
+@pytest.mark.parametrize("function, builtin", [
+    (lambda s, y: losses.SVMLossFunction.apply(s, y, 1.0),
+     lambda s, y: svm_builtin(s, y, reduction="none")),
+    (lambda s, y: losses.CrossEntropyFunction.apply(s, y)[0],  # (L, p): L
+     lambda s, y: F.cross_entropy(s, y, reduction="none")),
 ])
-def test_functions_give_the_per_example_losses_alone(function, args, builtin):
+def test_functions_give_the_per_example_losses_alone(function, builtin):
     s, y = random_problem(6, 4, seed=1)
     s = away_from_kinks(s, y).requires_grad_(True)
-    L_i = function.apply(s, y, *args)
-    assert isinstance(L_i, torch.Tensor) and L_i.shape == (6,)  # one output, one L_i per row
+    L_i = function(s, y)
+    assert isinstance(L_i, torch.Tensor) and L_i.shape == (6,)  # one L_i per row
     torch.testing.assert_close(L_i, builtin(s, y), rtol=1e-10, atol=0)
     v = torch.randn(6, dtype=s.dtype)  # each row's own upstream gradient, as "none" passes on
     torch.testing.assert_close(torch.autograd.grad(L_i, s, v)[0],

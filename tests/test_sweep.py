@@ -85,6 +85,44 @@ def test_grid_on_a_cifar_subset_matches_fit_through_the_data_loader(tmp_path):
         assert_same_model(model, alone)
 
 
+def test_a_custom_loss_equal_to_cross_entropy_trains_the_builtin_choices_weights(tmp_path):
+    cfg, d = config(tmp_path, loss="softmax", momentum=0.5), toy_data()
+    builtin, _ = sweep.train_sweep(cfg, [0.01, 0.3], [0.0, 0.05], d)
+    seen = []
+
+    def cross_entropy(s, y):  # lintorch's, checking that it sees one model's scores at a time
+        seen.append(tuple(s.shape))
+        return losses.cross_entropy(s, y)
+
+    custom, result = sweep.train_sweep(cfg, [0.01, 0.3], [0.0, 0.05], d, loss=cross_entropy)
+    assert {shape[1] for shape in seen} == {3} and all(len(shape) == 2 for shape in seen)
+    for a, b in zip(custom, builtin):
+        assert_same_model(a, b)
+    saved = json.loads((Path(result["sweep_dir"]) / "sweep.json").read_text())
+    assert saved["config"]["loss_fn"].endswith(".cross_entropy") and saved["config"]["loss"] == (
+        "softmax")
+
+
+def test_a_custom_loss_replaces_the_configs_loss_model_by_model(tmp_path):
+    cfg, d = config(tmp_path, loss="softmax"), toy_data()
+    models, result = sweep.train_sweep(cfg, [0.01, 0.3], [0.05], d, loss=losses.svm_loss)
+    assert result["config"]["loss_fn"] == "lintorch.losses.svm_loss"
+    for model, entry in zip(models, result["models"]):
+        alone, _ = fit_alone(dataclasses.replace(cfg, loss="svm"), entry["lr"], entry["reg"], d)
+        assert_same_model(model, alone)
+
+
+def test_the_sweep_has_no_loop_start_or_finish_of_its_own():
+    import ast
+    import inspect
+
+    source = inspect.getsource(sweep)
+    assert "for epoch in" not in source
+    defined = {node.name for node in ast.walk(ast.parse(source))
+               if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assert not defined & {"start", "finish", "train_epoch", "train_step"}
+
+
 # --- the batched pieces against independent references ----------------------------------------
 
 

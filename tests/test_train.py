@@ -307,17 +307,21 @@ def test_same_seed_gives_identical_metrics(tmp_path):
     assert c["history"][0]["train_loss"] != a["history"][0]["train_loss"]
 
 
-def test_the_torch_impl_builds_the_mlp_with_torchs_sigmoid():
+def test_the_torch_impl_builds_the_models_with_torchs_linear_map_and_sigmoid():
     cfg = TrainConfig(dataset="fashion-mnist", model="mlp", hidden=[4])
-    assert train.build_model(cfg, 6, 3).sigmoid is lintorch.sigmoid
-    assert train.build_model(replace(cfg, impl="torch"), 6, 3).sigmoid is torch.sigmoid
+    ours, theirs = train.build_model(cfg, 6, 3), train.build_model(replace(cfg, impl="torch"), 6, 3)
+    assert ours.sigmoid is lintorch.sigmoid and ours.linear is lintorch.linear
+    assert theirs.sigmoid is torch.sigmoid and theirs.linear is torch.nn.functional.linear
+    cfg = replace(cfg, model="linear")
+    assert train.build_model(cfg, 6, 3).linear is lintorch.linear
+    assert train.build_model(replace(cfg, impl="torch"), 6, 3).linear is torch.nn.functional.linear
 
 
 @needs_fashion
-@pytest.mark.parametrize("loss,model", [("softmax", "linear"), ("svm", "linear"),
-                                        ("softmax", "mlp")])
-def test_lintorch_and_torch_impls_train_the_same_model(tmp_path, loss, model):
-    kw = dict(loss=loss, model=model, hidden=[16], dtype="float64", reg=1e-3)
+@pytest.mark.parametrize("loss,model,momentum", [("softmax", "linear", 0.0),
+                                                 ("svm", "linear", 0.9), ("softmax", "mlp", 0.9)])
+def test_lintorch_and_torch_impls_train_the_same_model(tmp_path, loss, model, momentum):
+    kw = dict(loss=loss, model=model, hidden=[16], dtype="float64", reg=1e-3, momentum=momentum)
     a = quick(tmp_path, run_name=f"l-{loss}", **kw)
     b = quick(tmp_path, run_name=f"t-{loss}", impl="torch", **kw)
     train.fit(a)
@@ -850,3 +854,42 @@ def test_a_validation_split_too_large_names_the_flag(tmp_path, capsys):
                        "--logdir", str(tmp_path / "runs"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "--val-size" in err
+
+
+# --- a custom loss (fit's loss=) --------------------------------------------------------------
+
+
+def features_config(tmp_path, **kw) -> TrainConfig:
+    return TrainConfig(**{**dict(dataset=str(save_features(tmp_path / "f.npz")), val_size=10,
+                                 epochs=2, batch_size=16, dtype="float64", momentum=0.5,
+                                 logdir=str(tmp_path / "runs"), quiet=True, tensorboard=False),
+                          **kw})
+
+
+def test_a_custom_loss_equal_to_cross_entropy_trains_the_builtin_choices_weights(tmp_path):
+    cfg = features_config(tmp_path, loss="softmax")
+    builtin, _ = train.train_model(replace(cfg, run_name="builtin"))
+    custom, m = train.train_model(replace(cfg, run_name="custom"), loss=lintorch.cross_entropy)
+    torch.testing.assert_close(custom.weight, builtin.weight, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(custom.bias, builtin.bias, rtol=1e-12, atol=1e-15)
+    saved = json.loads((Path(m["run_dir"]) / "metrics.json").read_text())
+    assert saved["config"]["loss"] == "softmax"
+    assert saved["config"]["loss_fn"] == m["config"]["loss_fn"] == "lintorch.losses.cross_entropy"
+
+
+def test_a_custom_loss_replaces_the_configs_loss(tmp_path):
+    cfg = features_config(tmp_path)
+    svm, _ = train.train_model(replace(cfg, loss="svm", run_name="svm"))
+    custom, m = train.train_model(replace(cfg, loss="softmax", run_name="custom"),
+                                  loss=lintorch.svm_loss)
+    torch.testing.assert_close(custom.weight, svm.weight, rtol=1e-12, atol=1e-15)
+    assert m["config"]["loss_fn"] == "lintorch.losses.svm_loss"
+
+
+def test_the_custom_loss_is_named_by_where_it_is_defined():
+    class Hinge(torch.autograd.Function):
+        pass
+
+    assert train.qualified_name(Hinge.apply) == (
+        f"{__name__}.test_the_custom_loss_is_named_by_where_it_is_defined.<locals>.Hinge.apply")
+    assert train.qualified_name(lintorch.CrossEntropyLoss()) == "lintorch.losses.CrossEntropyLoss"

@@ -77,10 +77,10 @@ W, X, Y = torch.zeros(3), torch.zeros(4, 3), torch.zeros(4)
 
 @pytest.mark.parametrize("step", [least_squares_step, sigmoid_unit_step])
 @pytest.mark.parametrize("args,error,match", [
-    ((W, X, Y, 0.0), ValueError, "alpha must be a positive number, got 0.0"),
-    ((W, X, Y, -0.1), ValueError, "alpha must be a positive number"),
-    ((W, X, Y, float("nan")), ValueError, "alpha must be a positive number"),
-    ((W, X, Y, True), ValueError, "alpha must be a positive number"),
+    ((W, X, Y, 0.0), ValueError, "alpha must be a finite number > 0, got 0.0"),
+    ((W, X, Y, -0.1), ValueError, "alpha must be a finite number > 0"),
+    ((W, X, Y, float("nan")), ValueError, "alpha must be a finite number > 0"),
+    ((W, X, Y, True), ValueError, "alpha must be a finite number > 0"),
     ((W[:2], X, Y, 0.1), ValueError, r"expected w of shape \(D,\), X \(N, D\) and y \(N,\), "
                                      r"got w \(2,\), X \(4, 3\) and y \(4,\)"),
     ((W, X, Y[:3], 0.1), ValueError, "got w"),
@@ -146,6 +146,30 @@ def test_sgd_step_takes_one_rate_per_model_of_a_stack():
     one_by_one = torch.stack([W[k] - lr[k] * dW[k] for k in range(3)])
     sgd_step(W, dW, lr.view(-1, 1, 1))
     torch.testing.assert_close(W, one_by_one, rtol=0, atol=0)
+
+
+def test_lintorchs_sgd_with_one_rate_per_model_steps_each_as_torchs_sgd_would_alone():
+    from lintorch.update_rules import SGD
+
+    g = torch.Generator().manual_seed(0)
+    W, b = torch.randn(3, 4, 5, generator=g, dtype=torch.float64), torch.zeros(3, 4,
+                                                                                dtype=torch.float64)
+    grads = [(torch.randn(3, 4, 5, generator=g, dtype=torch.float64),
+              torch.randn(3, 4, generator=g, dtype=torch.float64)) for _ in range(3)]
+    lrs = [0.1, 0.01, 1.0]
+    stack = [W.clone().requires_grad_(), b.clone().requires_grad_()]
+    opt = SGD(stack, lr=torch.tensor(lrs, dtype=torch.float64), momentum=0.9)
+    for dW, db in grads:
+        stack[0].grad, stack[1].grad = dW.clone(), db.clone()
+        opt.step()
+    for k, lr in enumerate(lrs):  # model k alone, under torch's SGD
+        alone = [W[k].clone().requires_grad_(), b[k].clone().requires_grad_()]
+        reference = torch.optim.SGD(alone, lr=lr, momentum=0.9)
+        for dW, db in grads:
+            alone[0].grad, alone[1].grad = dW[k].clone(), db[k].clone()
+            reference.step()
+        torch.testing.assert_close(stack[0][k], alone[0], rtol=1e-14, atol=0)
+        torch.testing.assert_close(stack[1][k], alone[1], rtol=1e-14, atol=0)
 
 
 def test_lintorchs_sgd_does_not_import_torchs_compiler():

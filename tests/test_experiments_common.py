@@ -2,12 +2,13 @@ import argparse
 
 import numpy as np
 import torch
+from experiment_runner import load
 
-from lintorch import report
+common = load("common")  # experiments/common.py, as the experiments import it
 
 
 def test_format_table_aligns_left_columns_left_and_the_rest_right():
-    text = report.format_table("Title", ["name", "n", "acc"],
+    text = common.format_table("Title", ["name", "n", "acc"],
                                [["linear", 3, "0.91"], ["mlp", 12, "0.9"]], left=1)
     assert text == ("Title\n"
                     "----------------\n"
@@ -19,8 +20,8 @@ def test_format_table_aligns_left_columns_left_and_the_rest_right():
 
 
 def test_run_dir_makes_a_new_folder_each_call(tmp_path):
-    a = report.run_dir(tmp_path, "exp", "fashion-mnist")
-    b = report.run_dir(tmp_path, "exp", "fashion-mnist")
+    a = common.run_dir(tmp_path, "exp", "fashion-mnist")
+    b = common.run_dir(tmp_path, "exp", "fashion-mnist")
     assert a != b and a.is_dir() and b.is_dir()
     assert a.parent == b.parent == tmp_path / "exp"
     assert a.name.startswith("fashion-mnist-")
@@ -28,10 +29,10 @@ def test_run_dir_makes_a_new_folder_each_call(tmp_path):
 
 def test_torch_threads_sets_and_restores_the_count():
     before = torch.get_num_threads()
-    with report.torch_threads(1):
+    with common.torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
-    with report.torch_threads(0):  # 0 leaves torch's default
+    with common.torch_threads(0):  # 0 leaves torch's default
         assert torch.get_num_threads() == before
     assert torch.get_num_threads() == before
 
@@ -43,5 +44,5 @@ def test_quick_test_images_span_a_test_set_sorted_by_class(tmp_path):
              y_train=np.arange(300) % 4, x_test=np.zeros((2000, 5), np.float32), y_test=y_test)
     args = argparse.Namespace(dataset=str(tmp_path / "sorted.npz"), data_root=None,
                               no_download=True, quick=True, seed=0, device="cpu")
-    d = report.load_prepared(args, limit=None)
+    d = common.load_prepared(args, limit=None)
     assert len(d.test_y) == 500 and d.test_y.bincount().tolist() == [125] * 4
