@@ -277,3 +277,19 @@ def test_a_sweep_with_a_student_s_numpy_loss_matches_lintorch_s_own_sweep(tmp_pa
     for a, b in zip(own["models"], theirs["models"]):
         assert b["val"]["loss"] == pytest.approx(a["val"]["loss"], rel=1e-9)
         assert b["val"]["accuracy"] == a["val"]["accuracy"]
+
+
+@pytest.mark.skipif(not (FASHION / "train-images-idx3-ubyte.gz").exists(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.xfail(not has_loss_hook(), reason="lintorch.train.fit has no loss= hook yet",
+                   strict=True)
+def test_the_train_command_shows_the_class_templates_in_tensorboard(tmp_path, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert main(["train", str(student_folder(tmp_path)), "--loss", "svm", "--dataset",
+                 "fashion-mnist", "--data-root", str(FASHION), "--no-download", "--limit", "500",
+                 "--epochs", "1", "--logdir", str(tmp_path / "runs"), "--run-name", "r"]) == 0
+    assert capsys.readouterr().out.startswith("lintorch homework kit 1 (lintorch ")
+    events = EventAccumulator(str(tmp_path / "runs" / "r"))
+    events.Reload()
+    assert "templates" in events.Tags()["images"]
