@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from . import board, console, data, distributed, files, losses, stacked, train
+from .config import out_of_bounds
 from .models import LinearClassifier
 
 
@@ -33,14 +34,13 @@ def check_grid(lrs, regs) -> tuple[list[float], list[float]]:
     """The grid as two lists of floats; ValueError if one is empty, holds a repeat, a learning
     rate that is not positive or a strength that is negative (or either not finite)."""
     checked = []
-    for name, values, ok, rule in [("lr", lrs, lambda v: v > 0, "> 0"),
-                                   ("reg", regs, lambda v: v >= 0, ">= 0")]:
+    for name, values, bound in [("lr", lrs, "positive"), ("reg", regs, "non_negative")]:
         values = [float(v) for v in values]
         if not values:
             raise ValueError(f"the --{name} grid is empty; give at least one value")
         for v in values:
-            if not (math.isfinite(v) and ok(v)):
-                raise ValueError(f"--{name} values must be finite and {rule}, got {v:g}")
+            if problem := out_of_bounds(v, bound):  # the one rule of every bounded number
+                raise ValueError(f"--{name} values must each be {problem}, got {v:g}")
         if len(set(values)) != len(values):
             raise ValueError(f"--{name} lists a value twice: {' '.join(f'{v:g}' for v in values)}")
         checked.append(values)
