@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from . import rawdata
-from .config import PER_DATASET, ResumeConflict, TrainConfig, wrong_kind
+from .config import FREE_ON_RESUME, PER_DATASET, ResumeConflict, TrainConfig, wrong_kind
 from .files import lock_folder, one_line, unique_dir, write_atomic
 
 if TYPE_CHECKING:  # for the annotations only: importing data loads the readers
@@ -419,5 +419,4 @@ def keep_unset(config: TrainConfig, given: typing.Iterable[str]) -> TrainConfig:
     """``config`` with the settings a resumed run may change set to None unless ``given`` (the
     flags on the command line): ``--resume PATH`` alone keeps the run's device, TensorBoard,
     quiet, ... rather than taking the flags' defaults."""
-    free = [f.name for f in dataclasses.fields(TrainConfig) if f.metadata["free_on_resume"]]
-    return dataclasses.replace(config, **{k: None for k in free if k not in set(given)})
+    return dataclasses.replace(config, **{k: None for k in FREE_ON_RESUME if k not in set(given)})
